@@ -1,0 +1,52 @@
+//! `ust`: the command-line front end of the project. It holds no algorithm: every subcommand
+//! parses its arguments, calls the library crates, and reports (progress bars, tables, JSON).
+
+mod cmd;
+mod map_files;
+
+use clap::{Parser, Subcommand};
+
+/// Student–teacher anomaly detection ("Uninformed Students", Bergmann et al., CVPR 2020).
+#[derive(Parser, Debug)]
+#[command(name = "ust", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// One variant per subcommand; each lives in `cmd/<name>.rs` with its `Args` and `run`.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Evaluate anomaly maps against an MVTec-layout dataset (AU-PRO, pixel and image AUROC).
+    Eval(cmd::eval::EvalArgs),
+    /// Inspect and validate datasets.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Data(args) => cmd::data::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level (`info`).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,35 @@
+# Entry points of the project. `just` is optional (`cargo install just`); every recipe is a
+# plain cargo command you can run yourself (see the README).
+
+shared := env_var_or_default("UST_SHARED", "../shared")
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the test suite (the README's test command).
+test:
+    cargo test --workspace
+
+# Formatting and lints as CI runs them.
+check:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Evaluate anomaly maps laid out like the dataset (MAPS/CATEGORY/test/DEFECT/NAME.tiff).
+eval dataset maps *args:
+    cargo run --release -p ust-cli -- eval --dataset {{dataset}} --maps {{maps}} {{args}}
+
+# Describe and validate a dataset root (MVTec layout, MNIST or CIFAR-10).
+data-info path *args:
+    cargo run --release -p ust-cli -- data info {{path}} {{args}}
+
+# Unpack the CIFAR-10 JPEG copy into the ignored data/ folder (data/cifar-10/{train,test}/CLASS).
+unpack-cifar archive=(shared + "/data/cifar-10-jpg.tar.gz"):
+    mkdir -p data/cifar-10
+    tar -xzf {{archive}} -C data/cifar-10
+
+# Benchmark `ust eval` on generated maps: 200 maps of 1024x1024 by default.
+bench-eval images="200" size="1024":
+    cargo run --release -p ust-cli --example make_eval_fixture -- target/bench-eval {{images}} {{size}}
+    /usr/bin/time -v cargo run --release -p ust-cli -- eval --dataset target/bench-eval/dataset --maps target/bench-eval/maps
