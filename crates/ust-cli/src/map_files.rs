@@ -2,7 +2,7 @@
 //! MVTec AD evaluation) and NumPy `.npy` (float32 or float64, C order).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -107,9 +107,7 @@ fn read_npy(path: &Path) -> Result<MapFile> {
         );
     }
     let (h, w) = (dims[0], dims[1]);
-    let is_float = |size| {
-        matches!(npy.dtype(), DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == size)
-    };
+    let is_float = |size| matches!(npy.dtype(), DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == size);
     let scores: Vec<f32> = if is_float(4) {
         npy.into_vec::<f32>()
             .with_context(|| format!("{}: corrupt or truncated .npy data", path.display()))?
@@ -134,32 +132,6 @@ fn read_npy(path: &Path) -> Result<MapFile> {
         height: h,
         scores,
     })
-}
-
-/// Writes a single-channel 32-bit float TIFF, as the official evaluation reads it.
-pub fn write_tiff(path: &Path, map: &MapFile) -> Result<()> {
-    use tiff::encoder::{TiffEncoder, colortype::Gray32Float};
-    let file =
-        File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-    let mut enc = TiffEncoder::new(BufWriter::new(file))?;
-    enc.write_image::<Gray32Float>(map.width as u32, map.height as u32, &map.scores)
-        .with_context(|| format!("{}: cannot write TIFF", path.display()))?;
-    Ok(())
-}
-
-/// Writes a float32 C-order `.npy` of shape (H, W).
-pub fn write_npy(path: &Path, map: &MapFile) -> Result<()> {
-    use npyz::WriterBuilder;
-    let file =
-        File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-    let mut out = npyz::WriteOptions::<f32>::new()
-        .default_dtype()
-        .shape(&[map.height as u64, map.width as u64])
-        .writer(BufWriter::new(file))
-        .begin_nd()?;
-    out.extend(map.scores.iter().copied())?;
-    out.finish()?;
-    Ok(())
 }
 
 /// Bilinear resampling of a map to `(width, height)` with pixel centres aligned (the
@@ -199,7 +171,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tiff_and_npy_round_trip() {
+    fn reads_tiff_and_npy() {
+        use npyz::WriterBuilder;
         let dir = tempfile::tempdir().unwrap();
         let map = MapFile {
             width: 3,
@@ -207,12 +180,22 @@ mod tests {
             scores: vec![0.5, -1.25, 3.0e-7, 1e9, 0.0, 7.5],
         };
         let t = dir.path().join("a.tiff");
-        write_tiff(&t, &map).unwrap();
+        let mut enc = tiff::encoder::TiffEncoder::new(File::create(&t).unwrap()).unwrap();
+        enc.write_image::<tiff::encoder::colortype::Gray32Float>(3, 2, &map.scores)
+            .unwrap();
         assert_eq!(read_map(&t).unwrap(), map);
-        let n = dir.path().join("a.npy");
-        write_npy(&n, &map).unwrap();
-        assert_eq!(read_map(&n).unwrap(), map);
         assert_eq!(find_map(dir.path(), "a"), Some(t));
+        // float64 .npy of shape (1, 2, 3): squeezed to a 2x3 map.
+        let n = dir.path().join("b.npy");
+        let mut out = npyz::WriteOptions::<f64>::new()
+            .default_dtype()
+            .shape(&[1, 2, 3])
+            .writer(File::create(&n).unwrap())
+            .begin_nd()
+            .unwrap();
+        out.extend(map.scores.iter().map(|&v| v as f64)).unwrap();
+        out.finish().unwrap();
+        assert_eq!(read_map(&n).unwrap(), map);
     }
 
     #[test]

@@ -88,7 +88,10 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
                 bail!(
                     "category '{wanted}' not found in {} (found: {})",
                     args.dataset.display(),
-                    dirs.iter().map(|d| dir_name(d)).collect::<Vec<_>>().join(", ")
+                    dirs.iter()
+                        .map(|d| dir_name(d))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
         }
@@ -151,7 +154,7 @@ pub fn evaluate_category(
     let chunk = 4 * rayon::current_num_threads().max(1);
     let start = Instant::now();
     for block in samples.chunks(chunk) {
-        let loaded: Vec<(MapFile, Option<(usize, usize, Vec<u8>)>)> = block
+        let loaded: Vec<(MapFile, Option<MaskPixels>)> = block
             .par_iter()
             .map(|s| load_pair(category, s, maps_root, args.resize))
             .collect::<Result<_>>()?;
@@ -269,7 +272,11 @@ fn read_binary_mask(path: &Path) -> Result<MaskPixels> {
             }
         }
     }
-    let data = gray.into_raw().into_iter().map(|v| u8::from(v != 0)).collect();
+    let data = gray
+        .into_raw()
+        .into_iter()
+        .map(|v| u8::from(v != 0))
+        .collect();
     Ok((w, h, data))
 }
 

@@ -1,0 +1,30 @@
+//! Datasets for student–teacher anomaly detection: every experiment of the project reads its
+//! data through this crate. It reads MVTec AD-layout inspection datasets (with their
+//! ground-truth masks, a seeded validation split and a decoded-image cache), MNIST and
+//! CIFAR-10 (with the one-class protocol), and samples the natural-image patch triplets that
+//! pretrain the teacher. Images are `f32` in `[0, 1]`, layout C×H×W ([`ChwImage`]); batches
+//! become candle tensors with [`batch_to_tensor`]. Bad input is a [`DataError`] naming the file.
+
+pub mod cache;
+pub mod cifar;
+pub mod error;
+pub mod folder;
+pub mod image_io;
+pub mod labeled;
+pub mod mnist;
+pub mod mvtec;
+pub mod one_class;
+pub mod split;
+pub mod triplets;
+
+#[cfg(test)]
+mod test_support;
+
+pub use cache::ImageCache;
+pub use error::{DataError, Result};
+pub use folder::{find_images_recursive, list_images};
+pub use image_io::{BinaryMask, ChwImage, LoadedImage, Size, batch_to_tensor};
+pub use labeled::LabeledImages;
+pub use mvtec::{MvtecCategory, TestSample, discover_categories, open_categories};
+pub use one_class::OneClassSplit;
+pub use triplets::{TripletBatch, TripletConfig, TripletSampler, TripletStream};
