@@ -44,7 +44,10 @@ fn main() -> anyhow::Result<()> {
         if defective {
             for _ in 0..3 {
                 let (cx, cy) = (rnd() * size as f64, rnd() * size as f64);
-                let (rx, ry) = (5.0 + rnd() * size as f64 / 10.0, 5.0 + rnd() * size as f64 / 10.0);
+                let (rx, ry) = (
+                    5.0 + rnd() * size as f64 / 10.0,
+                    5.0 + rnd() * size as f64 / 10.0,
+                );
                 for y in 0..size {
                     for x in 0..size {
                         let d = ((x as f64 - cx) / rx).powi(2) + ((y as f64 - cy) / ry).powi(2);

@@ -22,6 +22,9 @@ enum Command {
     /// Inspect and validate datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Pretrain teachers on natural-image patches.
+    #[command(subcommand)]
+    Teacher(cmd::teacher::TeacherCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Data(args) => cmd::data::run(args),
+        Command::Teacher(args) => cmd::teacher::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,847 @@
+//! The configuration of a teacher pretraining run ([`TeacherTrainingConfig`]), its presets
+//! (`paper`, `cpu`, `smoke`) and its TOML files.
+//!
+//! A config file says *what* is trained (patch size, losses, backbone, data); a preset says
+//! *how much* (iterations, batch, optimiser, caches). Loading a file starts from the preset's
+//! values for the file's patch size and overrides them with every key the file sets, so a file
+//! may set as little as `teacher.patch_size` and as much as every field. A table named after a
+//! preset (`[cpu.schedule]`, `[paper.data]`, …) applies only when that preset is chosen, after
+//! the general keys. Unknown keys are errors. `$UST_SHARED` at the start of a path is replaced by the environment variable of that
+//! name, or by `../shared` when it is unset.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use ust_losses::{CompactnessKind, TeacherLossWeights};
+use ust_models::PatchNetConfig;
+
+use crate::adam::{AdamConfig, WeightDecayMode};
+use crate::error::{DetectorError, Result};
+
+/// The placeholder for the shared data folder in configured paths.
+pub const SHARED_PLACEHOLDER: &str = "$UST_SHARED";
+
+/// The shared folder: `$UST_SHARED`, else `../shared` (relative to the working directory, the
+/// checkout's root when run from there).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("UST_SHARED")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+}
+
+/// Replaces a leading `$UST_SHARED` by [`shared_dir`].
+pub fn expand_shared(path: &str) -> PathBuf {
+    match path.strip_prefix(SHARED_PLACEHOLDER) {
+        Some(rest) => shared_dir().join(rest.trim_start_matches(['/', '\\'])),
+        None => PathBuf::from(path),
+    }
+}
+
+/// The named starting points of a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The paper's schedule (METHOD.md §4): 50 000 iterations at batch 64, Adam lr 2e-4,
+    /// weight decay 1e-5 (L2), distillation targets computed for every batch.
+    Paper,
+    /// What fits about 30–45 minutes per patch size on the project's 2-core CPU: fewer
+    /// iterations and distillation targets served from a bank of cached backbone features
+    /// (see [`TeacherTrainingConfig::cpu`]).
+    Cpu,
+    /// A few iterations on tiny batches: a test that the whole pipeline runs (seconds).
+    Smoke,
+}
+
+impl Preset {
+    /// All presets, for help texts.
+    pub const ALL: [Preset; 3] = [Preset::Paper, Preset::Cpu, Preset::Smoke];
+
+    /// The preset's name as written in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Paper => "paper",
+            Preset::Cpu => "cpu",
+            Preset::Smoke => "smoke",
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Preset {
+    type Err = DetectorError;
+    fn from_str(s: &str) -> Result<Self> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                DetectorError::InvalidConfig(format!(
+                    "unknown preset {s:?}; expected one of paper, cpu, smoke"
+                ))
+            })
+    }
+}
+
+/// The frozen pretrained network whose pooled features the teacher distils.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackboneKind {
+    /// EfficientNet-Lite0, pooled 1280-d head features (the substitute this machine has,
+    /// METHOD.md §10).
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0,
+    /// ResNet-18, pooled 512-d features (the paper's).
+    #[serde(rename = "resnet18")]
+    ResNet18,
+}
+
+/// The side patches are given to the backbone at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BackboneInputSize {
+    /// Resized (bilinear) to this side, e.g. 224, the size the network was trained at.
+    Side(usize),
+    /// `"native"`: the p×p patch as it is.
+    Keyword(InputSizeKeyword),
+}
+
+/// The keyword form of [`BackboneInputSize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputSizeKeyword {
+    /// The patch at its own size.
+    Native,
+}
+
+impl BackboneInputSize {
+    /// The resize target, `None` for native.
+    pub fn resize_to(self) -> Option<usize> {
+        match self {
+            BackboneInputSize::Side(s) => Some(s),
+            BackboneInputSize::Keyword(InputSizeKeyword::Native) => None,
+        }
+    }
+}
+
+/// The distillation backbone (used only when `losses.lambda_k > 0`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// Which network.
+    pub kind: BackboneKind,
+    /// Its weights (safetensors). Unset: EfficientNet-Lite0 reads
+    /// `$UST_SHARED/weights/efficientnet_lite0.safetensors`; ResNet-18 looks in the local
+    /// Hugging Face cache, then downloads (unless `HF_HUB_OFFLINE` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+    /// The side patches are given to it at: `"native"` or a number (e.g. 224).
+    pub input_size: BackboneInputSize,
+}
+
+/// The natural-image patch triplets (METHOD.md §4; see `ust_data::triplets`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Any folder of images, searched recursively (an ImageNet `train/` tree works).
+    pub folder: String,
+    /// Rescaled sides are drawn from `[min_side_factor·p, max_side_factor·p]` (4 and 16).
+    pub min_side_factor: usize,
+    pub max_side_factor: usize,
+    /// Gaussian noise of the positive (0.1, pixels in [0, 1]).
+    pub noise_std: f64,
+    /// Probability that a patch turns grey (0.1).
+    pub grayscale_prob: f64,
+    /// Rescaled source images kept for sampling, and how many are replaced per sampler batch.
+    pub pool_size: usize,
+    pub refresh_per_batch: usize,
+    /// Threads decoding images, and sampler batches prepared ahead.
+    pub decode_threads: usize,
+    pub prefetch_batches: usize,
+    /// Skip images that fail to decode (with a warning) instead of stopping.
+    pub skip_unreadable: bool,
+}
+
+/// Length of the run and bookkeeping intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Optimiser steps in total (a resumed run continues up to this number).
+    pub iterations: usize,
+    /// Patches (triplets when λm > 0) per step.
+    pub batch_size: usize,
+    /// A checkpoint is written every this many iterations (and at the end). The triplet
+    /// sampler is also restarted, with a seed derived from the iteration, at these boundaries,
+    /// which is what makes a resumed run identical to an uninterrupted one.
+    pub checkpoint_every: usize,
+    /// A log line every this many iterations.
+    pub log_every: usize,
+}
+
+/// The bank of cached distillation targets.
+///
+/// `bank_size = 0` computes the backbone's features for every batch, as the paper does. With a
+/// bank, every step computes features for `refresh_per_iteration` new patches only, puts them
+/// into a ring of `bank_size` (patch, feature) pairs, replacing the oldest, and trains on
+/// `batch_size` pairs drawn from the ring without replacement; a patch is thus used about
+/// `batch_size / refresh_per_iteration` times over its stay in the bank, instead of once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillationCacheConfig {
+    /// Pairs in the ring; 0: no bank.
+    pub bank_size: usize,
+    /// New pairs per step.
+    pub refresh_per_iteration: usize,
+}
+
+impl DistillationCacheConfig {
+    /// Whether the bank is in use (it is, for a run that distils, when `bank_size > 0`).
+    pub fn enabled(&self) -> bool {
+        self.bank_size > 0
+    }
+}
+
+/// When a run counts as diverged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    /// A loss whose magnitude exceeds this factor times the magnitude of the running mean
+    /// (exponential, about the last 20 steps; at least 1) stops the run. A non-finite loss or
+    /// gradient always does.
+    pub explode_factor: f64,
+    /// Steps before the explosion test applies (the first losses move fast).
+    pub warmup_iterations: usize,
+}
+
+/// Everything a teacher pretraining run depends on. Build it with a preset constructor or
+/// [`TeacherTrainingConfig::from_toml_file`], then [`TeacherTrainingConfig::resolve`] and
+/// [`TeacherTrainingConfig::check`] before training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherTrainingConfig {
+    /// The preset the values started from (a record; the values below are what counts).
+    pub preset: Preset,
+    /// Seeds the initial weights, the triplets and the bank's draws.
+    pub seed: u64,
+    /// The teacher's architecture (METHOD.md §2).
+    pub teacher: PatchNetConfig,
+    /// λk, λm, λc, the triplet margin and the compactness kind.
+    pub losses: TeacherLossWeights,
+    pub backbone: BackboneConfig,
+    pub data: DataConfig,
+    pub optimizer: AdamConfig,
+    pub schedule: ScheduleConfig,
+    pub distillation_cache: DistillationCacheConfig,
+    pub guard: GuardConfig,
+}
+
+/// The triplet margin δ of every preset: the descriptors are not normalised, so δ only fixes
+/// the scale of the embedding (any δ > 0 is equivalent to δ = 1 up to a rescaling of the last
+/// layer, which the weight decay slightly penalises); 1 keeps squared distances of order 1,
+/// the scale at which the compactness loss (scale-free) and the decoder (linear) are neutral.
+pub const DEFAULT_TRIPLET_MARGIN: f64 = 1.0;
+
+impl TeacherTrainingConfig {
+    /// The paper's run for receptive field `patch_size` (METHOD.md §4): λk = λc = 1, λm = 0,
+    /// EfficientNet-Lite0 at the patch's own size, Adam lr 2e-4 with L2 weight decay 1e-5,
+    /// batch 64, 50 000 iterations, targets computed for every batch.
+    pub fn paper(patch_size: usize) -> Self {
+        Self {
+            preset: Preset::Paper,
+            seed: 0,
+            teacher: PatchNetConfig::new(patch_size),
+            losses: TeacherLossWeights {
+                lambda_k: 1.0,
+                lambda_m: 0.0,
+                lambda_c: 1.0,
+                margin: DEFAULT_TRIPLET_MARGIN,
+                compactness: CompactnessKind::Squared,
+            },
+            backbone: BackboneConfig {
+                kind: BackboneKind::EfficientNetLite0,
+                weights: None,
+                input_size: BackboneInputSize::Keyword(InputSizeKeyword::Native),
+            },
+            data: DataConfig {
+                folder: format!("{SHARED_PLACEHOLDER}/data/natural-images"),
+                min_side_factor: 4,
+                max_side_factor: 16,
+                noise_std: 0.1,
+                grayscale_prob: 0.1,
+                pool_size: 64,
+                refresh_per_batch: 2,
+                decode_threads: 1,
+                prefetch_batches: 4,
+                skip_unreadable: false,
+            },
+            optimizer: AdamConfig {
+                learning_rate: 2e-4,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 1e-5,
+                weight_decay_mode: WeightDecayMode::L2,
+            },
+            schedule: ScheduleConfig {
+                iterations: 50_000,
+                batch_size: 64,
+                checkpoint_every: 1000,
+                log_every: 100,
+            },
+            distillation_cache: DistillationCacheConfig {
+                bank_size: 0,
+                refresh_per_iteration: 64,
+            },
+            guard: GuardConfig {
+                explode_factor: 100.0,
+                warmup_iterations: 50,
+            },
+        }
+    }
+
+    /// The CPU run: the paper's losses, optimiser and batch, with fewer iterations and a bank
+    /// of distillation targets, sized so that one patch size trains in about 30–45 minutes on
+    /// the project's 2-core machine (measurements in the crate's README).
+    pub fn cpu(patch_size: usize) -> Self {
+        let paper = Self::paper(patch_size);
+        // Measured cost of a step (batch 64, λk = λc = 1, bank as below, release build) in
+        // CPU seconds: about 0.9 (p = 17), 1.3 (p = 33), 5 (p = 65). At about one core's worth
+        // of CPU (the shared machine's usual share) that is 35–40 minutes for these counts;
+        // checkpoints come every 4–5 minutes of work.
+        let (iterations, checkpoint_every) = match patch_size {
+            17 => (2400, 250),
+            33 => (1600, 200),
+            _ => (400, 50),
+        };
+        Self {
+            preset: Preset::Cpu,
+            schedule: ScheduleConfig {
+                iterations,
+                checkpoint_every,
+                log_every: checkpoint_every / 5,
+                ..paper.schedule
+            },
+            distillation_cache: DistillationCacheConfig {
+                bank_size: 1024,
+                refresh_per_iteration: 16,
+            },
+            ..paper
+        }
+    }
+
+    /// A run of a few iterations on tiny batches, for tests.
+    pub fn smoke(patch_size: usize) -> Self {
+        let paper = Self::paper(patch_size);
+        Self {
+            preset: Preset::Smoke,
+            data: DataConfig {
+                pool_size: 4,
+                refresh_per_batch: 1,
+                prefetch_batches: 2,
+                ..paper.data
+            },
+            schedule: ScheduleConfig {
+                iterations: 4,
+                batch_size: 4,
+                checkpoint_every: 2,
+                log_every: 1,
+            },
+            distillation_cache: DistillationCacheConfig {
+                bank_size: 8,
+                refresh_per_iteration: 2,
+            },
+            guard: GuardConfig {
+                warmup_iterations: 2,
+                ..paper.guard
+            },
+            ..paper
+        }
+    }
+
+    /// The preset `preset` for receptive field `patch_size`.
+    pub fn preset(preset: Preset, patch_size: usize) -> Self {
+        match preset {
+            Preset::Paper => Self::paper(patch_size),
+            Preset::Cpu => Self::cpu(patch_size),
+            Preset::Smoke => Self::smoke(patch_size),
+        }
+    }
+
+    /// Reads a config file: the preset (`preset_override`, else the file's `preset` key, else
+    /// `cpu`) for the file's `teacher.patch_size`, overridden by every key the file sets.
+    pub fn from_toml_file(path: &Path, preset_override: Option<Preset>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| DetectorError::io(path, e))?;
+        Self::from_toml_str(&text, preset_override).map_err(|e| match e {
+            DetectorError::InvalidConfig(reason) => DetectorError::ConfigFile {
+                path: path.to_path_buf(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// [`TeacherTrainingConfig::from_toml_file`] on a string.
+    pub fn from_toml_str(text: &str, preset_override: Option<Preset>) -> Result<Self> {
+        let file: toml::Table = toml::from_str(text)
+            .map_err(|e| DetectorError::InvalidConfig(format!("not valid TOML: {e}")))?;
+        let preset = match (preset_override, file.get("preset")) {
+            (Some(p), _) => p,
+            (None, Some(toml::Value::String(s))) => s.parse()?,
+            (None, Some(other)) => {
+                return Err(DetectorError::InvalidConfig(format!(
+                    "preset must be a string, got {other}"
+                )));
+            }
+            (None, None) => Preset::Cpu,
+        };
+        let patch_size = file
+            .get("teacher")
+            .and_then(|t| t.get("patch_size"))
+            .and_then(toml::Value::as_integer)
+            .ok_or_else(|| {
+                DetectorError::InvalidConfig("teacher.patch_size (an integer) is required".into())
+            })?;
+        let patch_size = usize::try_from(patch_size).map_err(|_| {
+            DetectorError::InvalidConfig(format!("teacher.patch_size {patch_size} is negative"))
+        })?;
+        let base = Self::preset(preset, patch_size);
+        let mut merged = toml::Table::try_from(&base).map_err(|e| {
+            DetectorError::InvalidConfig(format!("cannot represent the preset as TOML: {e}"))
+        })?;
+        let mut file = file;
+        file.remove("preset");
+        // Tables named after a preset apply only under that preset, after the general keys.
+        let mut specific = None;
+        for p in Preset::ALL {
+            match file.remove(p.name()) {
+                Some(toml::Value::Table(t)) if p == preset => specific = Some(t),
+                Some(toml::Value::Table(_)) | None => {}
+                Some(other) => {
+                    return Err(DetectorError::InvalidConfig(format!(
+                        "[{}] must be a table of overrides for that preset, got {other}",
+                        p.name()
+                    )));
+                }
+            }
+        }
+        merge_tables(&mut merged, file);
+        if let Some(t) = specific {
+            merge_tables(&mut merged, t);
+        }
+        merged.insert("preset".into(), toml::Value::String(preset.name().into()));
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e| DetectorError::InvalidConfig(format!("{e}")))
+    }
+
+    /// The configuration as TOML (what is written beside the output).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self)
+            .map_err(|e| DetectorError::InvalidConfig(format!("cannot write as TOML: {e}")))
+    }
+
+    /// The data folder, `$UST_SHARED` expanded.
+    pub fn data_folder(&self) -> PathBuf {
+        expand_shared(&self.data.folder)
+    }
+
+    /// Expands `$UST_SHARED` in the paths and fills in the default backbone weights, so that
+    /// the configuration written beside the output says exactly which files were read.
+    pub fn resolve(mut self) -> Self {
+        self.data.folder = self.data_folder().display().to_string();
+        if self.losses.lambda_k > 0.0 {
+            self.backbone.weights = match (self.backbone.weights.take(), self.backbone.kind) {
+                (Some(w), _) => Some(expand_shared(&w).display().to_string()),
+                (None, BackboneKind::EfficientNetLite0) => Some(
+                    expand_shared(&format!(
+                        "{SHARED_PLACEHOLDER}/weights/efficientnet_lite0.safetensors"
+                    ))
+                    .display()
+                    .to_string(),
+                ),
+                (None, BackboneKind::ResNet18) => None,
+            };
+        }
+        self
+    }
+
+    /// Whether the run distils (λk > 0) and so needs the backbone.
+    pub fn uses_distillation(&self) -> bool {
+        self.losses.lambda_k > 0.0
+    }
+
+    /// Whether distillation targets come from the bank.
+    pub fn uses_bank(&self) -> bool {
+        self.uses_distillation() && self.distillation_cache.enabled()
+    }
+
+    /// Triplets per sampler batch: a full batch, or the bank's refresh.
+    pub fn sampler_batch_size(&self) -> usize {
+        if self.uses_bank() {
+            self.distillation_cache.refresh_per_iteration
+        } else {
+            self.schedule.batch_size
+        }
+    }
+
+    /// Validates everything that can be validated without touching the disk.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(DetectorError::InvalidConfig(m));
+        self.teacher
+            .check()
+            .map_err(|e| DetectorError::InvalidConfig(format!("teacher: {e}")))?;
+        if self.teacher.in_channels != 3 {
+            return bad(format!(
+                "teacher.in_channels must be 3 (the patches are RGB), got {}",
+                self.teacher.in_channels
+            ));
+        }
+        self.losses
+            .check()
+            .map_err(|e| DetectorError::InvalidConfig(format!("losses: {e}")))?;
+        self.optimizer.check()?;
+        let s = &self.schedule;
+        if s.iterations == 0 || s.checkpoint_every == 0 || s.log_every == 0 {
+            return bad(format!(
+                "schedule.iterations ({}), checkpoint_every ({}) and log_every ({}) must be \
+                 positive",
+                s.iterations, s.checkpoint_every, s.log_every
+            ));
+        }
+        if s.batch_size < 2 {
+            return bad(format!(
+                "schedule.batch_size must be at least 2 (the compactness loss correlates over \
+                 the batch), got {}",
+                s.batch_size
+            ));
+        }
+        if self.uses_bank() {
+            let c = &self.distillation_cache;
+            if c.bank_size < s.batch_size {
+                return bad(format!(
+                    "distillation_cache.bank_size {} is smaller than the batch {}",
+                    c.bank_size, s.batch_size
+                ));
+            }
+            if c.refresh_per_iteration == 0 || c.refresh_per_iteration > c.bank_size {
+                return bad(format!(
+                    "distillation_cache.refresh_per_iteration {} must be in 1..={}",
+                    c.refresh_per_iteration, c.bank_size
+                ));
+            }
+        }
+        if let BackboneInputSize::Side(0) = self.backbone.input_size {
+            return bad("backbone.input_size must be positive or \"native\"".into());
+        }
+        if self.data.folder.is_empty() {
+            return bad("data.folder is empty".into());
+        }
+        let g = &self.guard;
+        if !(g.explode_factor.is_finite() && g.explode_factor > 1.0) {
+            return bad(format!(
+                "guard.explode_factor must be finite and > 1, got {}",
+                g.explode_factor
+            ));
+        }
+        Ok(())
+    }
+
+    /// The triplet sampler's configuration for the segment starting at `iteration`.
+    pub(crate) fn triplet_config(&self, segment_seed: u64) -> ust_data::TripletConfig {
+        let d = &self.data;
+        ust_data::TripletConfig {
+            patch_size: self.teacher.patch_size,
+            batch_size: self.sampler_batch_size(),
+            min_side_factor: d.min_side_factor,
+            max_side_factor: d.max_side_factor,
+            max_shift: None,
+            noise_std: d.noise_std as f32,
+            grayscale_prob: d.grayscale_prob,
+            pool_size: d.pool_size,
+            refresh_per_batch: d.refresh_per_batch,
+            prefetch_batches: d.prefetch_batches,
+            decode_threads: d.decode_threads,
+            seed: segment_seed,
+            skip_unreadable: d.skip_unreadable,
+        }
+    }
+
+    /// The keys whose values differ between `self` (a checkpoint's) and `other`, ignoring
+    /// `schedule.iterations` (a run may be extended) and `preset` (a record). Empty when a
+    /// checkpoint of `self` may be resumed under `other`.
+    pub fn resume_differences(&self, other: &Self) -> Result<Vec<String>> {
+        let flat = |c: &Self| -> Result<Vec<(String, String)>> {
+            let table = toml::Table::try_from(c).map_err(|e| {
+                DetectorError::InvalidConfig(format!("cannot represent as TOML: {e}"))
+            })?;
+            let mut out = Vec::new();
+            flatten("", &toml::Value::Table(table), &mut out);
+            Ok(out)
+        };
+        let (a, b) = (flat(self)?, flat(other)?);
+        let ignored = ["schedule.iterations", "preset"];
+        let mut keys: Vec<&String> = a.iter().chain(&b).map(|(k, _)| k).collect();
+        keys.sort();
+        keys.dedup();
+        let find = |v: &[(String, String)], k: &str| {
+            v.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, val)| val.clone())
+                .unwrap_or_else(|| "(unset)".into())
+        };
+        Ok(keys
+            .into_iter()
+            .filter(|k| !ignored.contains(&k.as_str()))
+            .filter_map(|k| {
+                let (x, y) = (find(&a, k), find(&b, k));
+                (x != y).then(|| format!("{k}: {x} -> {y}"))
+            })
+            .collect())
+    }
+}
+
+/// Overrides `base` with `over`, recursing into tables present in both.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `a.b.c = value` pairs of a TOML tree.
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_have_the_documented_values_and_pass_check() {
+        for p in [17, 33, 65] {
+            let paper = TeacherTrainingConfig::paper(p);
+            assert_eq!(paper.schedule.iterations, 50_000);
+            assert_eq!(paper.schedule.batch_size, 64);
+            assert_eq!(paper.optimizer.learning_rate, 2e-4);
+            assert_eq!(paper.optimizer.weight_decay, 1e-5);
+            assert_eq!(paper.optimizer.weight_decay_mode, WeightDecayMode::L2);
+            assert_eq!(paper.teacher.descriptor_dim, 128);
+            assert_eq!(paper.teacher.patch_size, p);
+            assert!(!paper.uses_bank());
+            assert_eq!((paper.losses.lambda_k, paper.losses.lambda_m), (1.0, 0.0));
+            for preset in Preset::ALL {
+                let c = TeacherTrainingConfig::preset(preset, p);
+                assert_eq!(c.preset, preset);
+                c.check().unwrap();
+            }
+            let cpu = TeacherTrainingConfig::cpu(p);
+            assert!(cpu.uses_bank());
+            assert_eq!(cpu.optimizer, paper.optimizer);
+            assert_eq!(cpu.schedule.batch_size, 64);
+            assert!(cpu.schedule.iterations < paper.schedule.iterations);
+        }
+    }
+
+    #[test]
+    fn file_values_override_the_preset() {
+        let text = r#"
+            preset = "paper"
+            [teacher]
+            patch_size = 33
+            [losses]
+            lambda_k = 0.0
+            lambda_m = 1.0
+            lambda_c = 0.0
+            compactness = "abs"
+            [schedule]
+            iterations = 7
+        "#;
+        let c = TeacherTrainingConfig::from_toml_str(text, None).unwrap();
+        assert_eq!(c.preset, Preset::Paper);
+        assert_eq!(c.teacher, PatchNetConfig::new(33));
+        assert_eq!(c.losses.lambda_m, 1.0);
+        assert_eq!(c.losses.lambda_k, 0.0);
+        assert_eq!(c.losses.compactness, CompactnessKind::Abs);
+        // Unset keys keep the preset's values, in the same table as set ones.
+        assert_eq!(c.losses.margin, DEFAULT_TRIPLET_MARGIN);
+        assert_eq!(c.schedule.iterations, 7);
+        assert_eq!(c.schedule.batch_size, 64);
+        // The command line's preset wins over the file's.
+        let c = TeacherTrainingConfig::from_toml_str(text, Some(Preset::Smoke)).unwrap();
+        assert_eq!(c.preset, Preset::Smoke);
+        assert_eq!(c.schedule.batch_size, 4);
+        assert_eq!(c.schedule.iterations, 7);
+        // Preset-specific tables apply only under their preset.
+        let text =
+            format!("{text}\n[cpu.schedule]\nbatch_size = 32\n[smoke.schedule]\nbatch_size = 6\n");
+        let smoke = TeacherTrainingConfig::from_toml_str(&text, Some(Preset::Smoke)).unwrap();
+        assert_eq!(smoke.schedule.batch_size, 6);
+        let cpu = TeacherTrainingConfig::from_toml_str(&text, Some(Preset::Cpu)).unwrap();
+        assert_eq!(cpu.schedule.batch_size, 32);
+        let paper = TeacherTrainingConfig::from_toml_str(&text, None).unwrap();
+        assert_eq!(paper.schedule.batch_size, 64);
+        assert_eq!(paper.schedule.iterations, 7);
+        // Round trip through the written form.
+        let again = TeacherTrainingConfig::from_toml_str(&c.to_toml().unwrap(), None).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn the_experiment_files_say_what_their_names_say() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/teacher");
+        for p in [17, 33, 65] {
+            let path = dir.join(format!("p{p}.toml"));
+            let c = TeacherTrainingConfig::from_toml_file(&path, None).unwrap();
+            c.check().unwrap();
+            assert_eq!(c.preset, Preset::Cpu);
+            // The file spells out the default weights; resolved, it is the preset itself.
+            let resolved = c.resolve();
+            assert_eq!(
+                resolved,
+                TeacherTrainingConfig::cpu(p).resolve(),
+                "{}",
+                path.display()
+            );
+            let paper = TeacherTrainingConfig::from_toml_file(&path, Some(Preset::Paper)).unwrap();
+            assert_eq!(paper.resolve(), TeacherTrainingConfig::paper(p).resolve());
+        }
+        let path = dir.join("p33_metric.toml");
+        let c = TeacherTrainingConfig::from_toml_file(&path, None).unwrap();
+        c.check().unwrap();
+        let l = c.losses;
+        assert_eq!((l.lambda_k, l.lambda_m, l.lambda_c), (0.0, 1.0, 0.0));
+        assert!(!c.uses_distillation() && !c.uses_bank());
+        assert_eq!(c.schedule.iterations, 640);
+        let paper = TeacherTrainingConfig::from_toml_file(&path, Some(Preset::Paper)).unwrap();
+        assert_eq!(paper.schedule.iterations, 50_000);
+    }
+
+    #[test]
+    fn bad_files_are_errors_naming_the_problem() {
+        let cases = [
+            (
+                "[teacher]\npatch_size = 33\n[losses]\nlamda_k = 1.0\n",
+                "lamda_k",
+            ),
+            ("[losses]\nlambda_k = 1.0\n", "teacher.patch_size"),
+            ("preset = \"fast\"\n[teacher]\npatch_size = 33\n", "fast"),
+            (
+                "[teacher]\npatch_size = 33\n[schedule]\niterations = \"many\"\n",
+                "iterations",
+            ),
+            ("[teacher\npatch_size = 33\n", "TOML"),
+            (
+                "cpu = 3\n[teacher]\npatch_size = 33\n",
+                "[cpu] must be a table",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = TeacherTrainingConfig::from_toml_str(text, None).unwrap_err();
+            assert!(err.to_string().contains(needle), "{text:?}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, cases[0].0).unwrap();
+        let err = TeacherTrainingConfig::from_toml_file(&path, None).unwrap_err();
+        assert!(matches!(err, DetectorError::ConfigFile { .. }));
+        assert!(err.to_string().contains("bad.toml"), "{err}");
+    }
+
+    #[test]
+    fn check_rejects_bad_values() {
+        let base = TeacherTrainingConfig::cpu(33);
+        let mut cases = Vec::new();
+        let mut c = base.clone();
+        c.schedule.batch_size = 1;
+        cases.push((c, "batch_size"));
+        let mut c = base.clone();
+        c.schedule.iterations = 0;
+        cases.push((c, "iterations"));
+        let mut c = base.clone();
+        c.distillation_cache.bank_size = 32;
+        cases.push((c, "bank_size"));
+        let mut c = base.clone();
+        c.distillation_cache.refresh_per_iteration = 0;
+        cases.push((c, "refresh_per_iteration"));
+        let mut c = base.clone();
+        c.teacher.patch_size = 31;
+        cases.push((c, "patch_size"));
+        let mut c = base.clone();
+        c.losses.lambda_k = -1.0;
+        cases.push((c, "lambda_k"));
+        let mut c = base.clone();
+        c.optimizer.learning_rate = f64::NAN;
+        cases.push((c, "learning_rate"));
+        let mut c = base.clone();
+        c.optimizer.beta2 = 1.0;
+        cases.push((c, "beta2"));
+        let mut c = base.clone();
+        c.guard.explode_factor = 0.5;
+        cases.push((c, "explode_factor"));
+        for (c, needle) in cases {
+            let err = c.check().unwrap_err();
+            assert!(err.to_string().contains(needle), "{needle}: {err}");
+        }
+        // Without distillation the bank is unused, so its sizes do not matter.
+        let mut c = base;
+        c.losses.lambda_k = 0.0;
+        c.losses.lambda_m = 1.0;
+        c.distillation_cache.bank_size = 1;
+        c.check().unwrap();
+        assert_eq!(c.sampler_batch_size(), 64);
+    }
+
+    #[test]
+    fn shared_paths_expand_and_resume_differences_are_listed() {
+        assert_eq!(expand_shared("/a/b"), PathBuf::from("/a/b"));
+        let expanded = expand_shared("$UST_SHARED/data/x");
+        assert_eq!(expanded, shared_dir().join("data/x"));
+        let a = TeacherTrainingConfig::cpu(33);
+        let resolved = a.clone().resolve();
+        assert!(!resolved.data.folder.contains(SHARED_PLACEHOLDER));
+        assert!(
+            resolved
+                .backbone
+                .weights
+                .as_deref()
+                .unwrap()
+                .ends_with("efficientnet_lite0.safetensors")
+        );
+        let mut b = a.clone();
+        b.schedule.iterations += 100;
+        b.preset = Preset::Paper;
+        assert!(a.resume_differences(&b).unwrap().is_empty());
+        b.optimizer.learning_rate = 1e-3;
+        b.seed = 5;
+        let diffs = a.resume_differences(&b).unwrap();
+        assert_eq!(diffs.len(), 2, "{diffs:?}");
+        assert!(
+            diffs
+                .iter()
+                .any(|d| d.starts_with("optimizer.learning_rate"))
+        );
+        assert!(diffs.iter().any(|d| d == "seed: 0 -> 5"), "{diffs:?}");
+    }
+}
