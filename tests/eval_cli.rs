@@ -18,7 +18,10 @@ fn shared_dir() -> Option<PathBuf> {
 
 fn save_gray(path: &Path, w: u32, h: u32, data: Vec<u8>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image::GrayImage::from_raw(w, h, data).unwrap().save(path).unwrap();
+    image::GrayImage::from_raw(w, h, data)
+        .unwrap()
+        .save(path)
+        .unwrap();
 }
 
 fn save_tiff(path: &Path, w: u32, h: u32, data: &[f32]) {
@@ -62,7 +65,12 @@ fn tiny_dataset(root: &Path) -> Vec<(String, String, Vec<u8>)> {
         m1[y * 8 + x] = 255;
     }
     for (name, mask) in [("s0", m0), ("s1", m1)] {
-        save_gray(&cat.join(format!("test/scratch/{name}.png")), 8, 8, vec![80; 64]);
+        save_gray(
+            &cat.join(format!("test/scratch/{name}.png")),
+            8,
+            8,
+            vec![80; 64],
+        );
         save_gray(
             &cat.join(format!("ground_truth/scratch/{name}_mask.png")),
             8,
@@ -104,7 +112,10 @@ fn perfect_and_constant_maps() {
     );
     let samples = tiny_dataset(&data);
     for (k, (defect, name, mask)) in samples.iter().enumerate() {
-        let p: Vec<f32> = mask.iter().map(|&m| f32::from(m) / 255.0 + 0.01 * k as f32).collect();
+        let p: Vec<f32> = mask
+            .iter()
+            .map(|&m| f32::from(m) / 255.0 + 0.01 * k as f32)
+            .collect();
         let rel = format!("widget/test/{defect}/{name}");
         // Mix the two formats: the evaluator picks whichever exists.
         if k % 2 == 0 {
@@ -140,13 +151,21 @@ fn clear_errors_name_the_file() {
     let (data, maps) = (dir.path().join("data"), dir.path().join("maps"));
     let samples = tiny_dataset(&data);
     for (defect, name, _) in &samples {
-        save_tiff(&maps.join(format!("widget/test/{defect}/{name}.tiff")), 8, 8, &[0.1; 64]);
+        save_tiff(
+            &maps.join(format!("widget/test/{defect}/{name}.tiff")),
+            8,
+            8,
+            &[0.1; 64],
+        );
     }
     // A missing map.
     std::fs::remove_file(maps.join("widget/test/scratch/s1.tiff")).unwrap();
     let (ok, err, _) = run_eval(&data, &maps, &[]);
     assert!(!ok);
-    assert!(err.contains("missing anomaly map") && err.contains("s1.tiff"), "{err}");
+    assert!(
+        err.contains("missing anomaly map") && err.contains("s1.tiff"),
+        "{err}"
+    );
 
     // A map of the wrong size: an error, unless --resize.
     save_tiff(&maps.join("widget/test/scratch/s1.tiff"), 4, 4, &[0.3; 16]);
@@ -162,7 +181,10 @@ fn clear_errors_name_the_file() {
     save_tiff(&maps.join("widget/test/good/g1.tiff"), 8, 8, &nan);
     let (ok, err, _) = run_eval(&data, &maps, &["--resize"]);
     assert!(!ok);
-    assert!(err.contains("g1.png") && err.contains("non-finite"), "{err}");
+    assert!(
+        err.contains("g1.png") && err.contains("non-finite"),
+        "{err}"
+    );
     save_tiff(&maps.join("widget/test/good/g1.tiff"), 8, 8, &[0.2; 64]);
 
     // A corrupt map file.
@@ -176,10 +198,18 @@ fn clear_errors_name_the_file() {
     let mut grey = vec![0u8; 64];
     grey[0] = 255;
     grey[1] = 128;
-    save_gray(&data.join("widget/ground_truth/scratch/s0_mask.png"), 8, 8, grey);
+    save_gray(
+        &data.join("widget/ground_truth/scratch/s0_mask.png"),
+        8,
+        8,
+        grey,
+    );
     let (ok, err, _) = run_eval(&data, &maps, &["--resize"]);
     assert!(!ok);
-    assert!(err.contains("s0_mask.png") && err.contains("not binary"), "{err}");
+    assert!(
+        err.contains("s0_mask.png") && err.contains("not binary"),
+        "{err}"
+    );
 
     // An unknown category.
     let (ok, err, _) = run_eval(&data, &maps, &["--category", "nope"]);
@@ -259,11 +289,17 @@ fn shared_paper_category_matches_independent_computation() {
     let (mut maps, mut masks) = (Vec::new(), Vec::new());
     let (mut w, mut h) = (0, 0);
     let test = category.join("test");
-    let mut defects: Vec<_> = std::fs::read_dir(&test).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut defects: Vec<_> = std::fs::read_dir(&test)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     defects.sort();
     for d in defects {
         let defect = d.file_name().unwrap().to_str().unwrap().to_string();
-        let mut files: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for f in files {
             let stem = f.file_stem().unwrap().to_str().unwrap().to_string();
@@ -273,7 +309,13 @@ fn shared_paper_category_matches_independent_computation() {
                 vec![0; w * h]
             } else {
                 let p = category.join(format!("ground_truth/{defect}/{stem}_mask.png"));
-                image::open(p).unwrap().to_luma8().into_raw().iter().map(|&v| u8::from(v > 0)).collect()
+                image::open(p)
+                    .unwrap()
+                    .to_luma8()
+                    .into_raw()
+                    .iter()
+                    .map(|&v| u8::from(v > 0))
+                    .collect()
             };
             let map: Vec<f32> = mask
                 .iter()
@@ -293,6 +335,9 @@ fn shared_paper_category_matches_independent_computation() {
     assert!(ok, "{err}");
     let got = v["categories"][0]["au_pro"].as_f64().unwrap();
     let want = reference_au_pro(&maps, &masks, w, h, 0.3);
-    assert!((got - want).abs() < 1e-9, "ust eval {got} vs reference {want}");
+    assert!(
+        (got - want).abs() < 1e-9,
+        "ust eval {got} vs reference {want}"
+    );
     assert_eq!(v["categories"][0]["n_images"], 64);
 }

@@ -8,9 +8,7 @@ pub enum MetricsError {
     Empty,
     #[error("{maps} maps but {masks} masks were given")]
     CountMismatch { maps: usize, masks: usize },
-    #[error(
-        "map {index} is {map_w}x{map_h} but its mask is {mask_w}x{mask_h} (width x height)"
-    )]
+    #[error("map {index} is {map_w}x{map_h} but its mask is {mask_w}x{mask_h} (width x height)")]
     SizeMismatch {
         index: usize,
         map_w: usize,

@@ -129,11 +129,8 @@ mod tests {
             vec![0.5, 0.1, 0.2, 0.3, 0.6, 0.05],
             vec![0.7, 0.7, 0.1, 0.2, 0.3, 0.35],
         ];
-        let masks_data: Vec<Vec<u8>> = vec![
-            vec![0, 1, 0, 1, 0, 0],
-            vec![0; 6],
-            vec![1, 0, 0, 0, 0, 1],
-        ];
+        let masks_data: Vec<Vec<u8>> =
+            vec![vec![0, 1, 0, 1, 0, 0], vec![0; 6], vec![1, 0, 0, 0, 0, 1]];
         let maps: Vec<_> = maps_data
             .iter()
             .map(|m| Plane::new(&m[..], 3, 2).unwrap())
@@ -170,9 +167,7 @@ mod tests {
     fn bad_settings_are_errors() {
         assert!(SegmentationEvaluator::new(0.0, ImageReducer::Max).is_err());
         assert!(SegmentationEvaluator::new(1.5, ImageReducer::Max).is_err());
-        assert!(
-            SegmentationEvaluator::new(0.3, ImageReducer::TopMean { fraction: 2.0 }).is_err()
-        );
+        assert!(SegmentationEvaluator::new(0.3, ImageReducer::TopMean { fraction: 2.0 }).is_err());
         let ev = SegmentationEvaluator::new(0.3, ImageReducer::Max).unwrap();
         assert!(matches!(ev.finish(), Err(MetricsError::Empty)));
     }

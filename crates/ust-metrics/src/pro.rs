@@ -421,11 +421,15 @@ impl SortedPixelsBuilder {
             self.entries.extend_from_slice(&image.entries);
         } else {
             // Shift local region ids (low 32 bits, 0 = normal) to global ones.
-            self.entries.extend(image.entries.iter().map(|&e| {
-                if e & 0xffff_ffff != 0 { e + base } else { e }
-            }));
+            self.entries.extend(
+                image
+                    .entries
+                    .iter()
+                    .map(|&e| if e & 0xffff_ffff != 0 { e + base } else { e }),
+            );
         }
-        self.inv_region_size.extend_from_slice(&image.inv_region_size);
+        self.inv_region_size
+            .extend_from_slice(&image.inv_region_size);
         self.n_normal += image.n_normal;
         self.n_images += 1;
         Ok(n)

@@ -63,7 +63,11 @@ unsafe impl Sync for SharedOut {}
 /// `dst`. Returns `false` (and leaves `dst` untouched) when every entry has the same digit.
 fn scatter_pass(src: &[u64], dst: &mut [u64], shift: u32, bits: u32) -> bool {
     use rayon::prelude::*;
-    assert_eq!(src.len(), dst.len(), "scatter_pass: buffers of different lengths");
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "scatter_pass: buffers of different lengths"
+    );
     let n = src.len();
     let radix = 1usize << bits;
     let mask = (radix - 1) as u64;

@@ -4,7 +4,11 @@
 /// components. This is `scipy.ndimage.label` with a 3×3 structuring element of ones, which the
 /// official MVTec AD evaluation uses; the numbering of components may differ, their sets do not.
 pub fn label_regions_8(mask: &[u8], width: usize, height: usize) -> (Vec<u32>, u32) {
-    assert_eq!(mask.len(), width * height, "mask length must be width * height");
+    assert_eq!(
+        mask.len(),
+        width * height,
+        "mask length must be width * height"
+    );
     let mut labels = vec![0u32; mask.len()];
     let mut next = 0u32;
     let mut stack: Vec<usize> = Vec::new();

@@ -129,11 +129,7 @@ pub fn pixel_auroc(maps: &[Plane<'_, f32>], masks: &[Plane<'_, u8>]) -> Result<f
 
 /// Image AUROC: each map reduced to a score by `reducer`; `labels[i]` says whether image `i`
 /// is anomalous.
-pub fn image_auroc(
-    maps: &[Plane<'_, f32>],
-    labels: &[bool],
-    reducer: ImageReducer,
-) -> Result<f64> {
+pub fn image_auroc(maps: &[Plane<'_, f32>], labels: &[bool], reducer: ImageReducer) -> Result<f64> {
     reducer.check()?;
     if maps.is_empty() {
         return Err(MetricsError::Empty);
@@ -191,7 +187,10 @@ mod tests {
         // Fewer than 100 values: still at least one.
         assert_eq!(ImageReducer::TOP_1_PERCENT.reduce(&m[..10]), 9.0);
         assert_eq!(
-            "top:0.5".parse::<ImageReducer>().unwrap().reduce(&[1.0, 2.0, 3.0, 4.0]),
+            "top:0.5"
+                .parse::<ImageReducer>()
+                .unwrap()
+                .reduce(&[1.0, 2.0, 3.0, 4.0]),
             3.5
         );
         assert!("top:0".parse::<ImageReducer>().is_err());

@@ -2,7 +2,9 @@ use super::*;
 use proptest::prelude::*;
 
 fn planes<'a, T>(data: &'a [Vec<T>], w: usize, h: usize) -> Vec<Plane<'a, T>> {
-    data.iter().map(|d| Plane::new(&d[..], w, h).unwrap()).collect()
+    data.iter()
+        .map(|d| Plane::new(&d[..], w, h).unwrap())
+        .collect()
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -49,11 +51,20 @@ fn brute_force_au_pro(maps: &[Vec<f32>], masks: &[Vec<u8>], w: usize, h: usize, 
     let mut correction = 0.0;
     if !xs.contains(&limit) {
         let ins = xs.partition_point(|&x| x <= limit);
-        let y_interp = ys[ins - 1] + (ys[ins] - ys[ins - 1]) * (limit - xs[ins - 1]) / (xs[ins] - xs[ins - 1]);
+        let y_interp =
+            ys[ins - 1] + (ys[ins] - ys[ins - 1]) * (limit - xs[ins - 1]) / (xs[ins] - xs[ins - 1]);
         correction = 0.5 * (y_interp + ys[ins - 1]) * (limit - xs[ins - 1]);
     }
-    let kept: Vec<(f64, f64)> = xs.iter().zip(&ys).filter(|(x, _)| **x <= limit).map(|(x, y)| (*x, *y)).collect();
-    let area: f64 = kept.windows(2).map(|p| 0.5 * (p[1].1 + p[0].1) * (p[1].0 - p[0].0)).sum();
+    let kept: Vec<(f64, f64)> = xs
+        .iter()
+        .zip(&ys)
+        .filter(|(x, _)| **x <= limit)
+        .map(|(x, y)| (*x, *y))
+        .collect();
+    let area: f64 = kept
+        .windows(2)
+        .map(|p| 0.5 * (p[1].1 + p[0].1) * (p[1].0 - p[0].0))
+        .sum();
     (area + correction) / limit
 }
 
@@ -70,7 +81,13 @@ fn perfect_maps_give_one() {
         .map(|(k, m)| {
             m.iter()
                 .enumerate()
-                .map(|(i, &v)| if v != 0 { 10.0 + i as f32 } else { (i + k) as f32 * 0.1 })
+                .map(|(i, &v)| {
+                    if v != 0 {
+                        10.0 + i as f32
+                    } else {
+                        (i + k) as f32 * 0.1
+                    }
+                })
                 .collect()
         })
         .collect();
@@ -199,7 +216,10 @@ fn trapezoid_matches_official_rule() {
     // To 0.3: .5*.4*.1 + .4*.1 + interpolation at .3 between (.2,.4) and (.5,1): y=.6,
     // .5*(.6+.4)*.1 = .05 -> total .02 + .04 + .05 = .11.
     assert!(close(trapezoid_to_limit(&x, &y, 0.3), 0.11));
-    assert!(close(trapezoid_to_limit(&x, &y, 1.0), 0.02 + 0.04 + 0.5 * 1.4 * 0.3 + 0.5));
+    assert!(close(
+        trapezoid_to_limit(&x, &y, 1.0),
+        0.02 + 0.04 + 0.5 * 1.4 * 0.3 + 0.5
+    ));
 }
 
 #[test]
@@ -224,7 +244,12 @@ fn errors_not_panics() {
     let kp = planes(&k, 2, 2);
     assert!(matches!(
         au_pro(&planes(&nan, 2, 2), &kp, 0.3),
-        Err(MetricsError::NonFinite { index: 0, x: 0, y: 1, .. })
+        Err(MetricsError::NonFinite {
+            index: 0,
+            x: 0,
+            y: 1,
+            ..
+        })
     ));
     assert!(matches!(
         au_pro(&planes(&inf, 2, 2), &kp, 0.3),
