@@ -24,6 +24,10 @@ eval dataset maps *args:
 data-info path *args:
     cargo run --release -p ust-cli -- data info {{path}} {{args}}
 
+# Pretrain a teacher: config = p17, p33, p65 or p33_metric (experiments/teacher/CONFIG.toml).
+teacher-train config preset="cpu" *args:
+    cargo run --release -p ust-cli -- teacher train --config experiments/teacher/{{config}}.toml --preset {{preset}} {{args}}
+
 # Unpack the CIFAR-10 JPEG copy into the ignored data/ folder (data/cifar-10/{train,test}/CLASS).
 unpack-cifar archive=(shared + "/data/cifar-10-jpg.tar.gz"):
     mkdir -p data/cifar-10
