@@ -394,8 +394,10 @@ impl PatchNet {
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
         let config = config_from_bytes(path, &bytes)?;
         check_expected(path, expected, &config)?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-            .map_err(|e| ModelError::bad_weights(path, format!("cannot read tensors: {e}")))?;
+        let tensors = network_tensors(
+            candle_core::safetensors::load_buffer(&bytes, device)
+                .map_err(|e| ModelError::bad_weights(path, format!("cannot read tensors: {e}")))?,
+        );
         check_tensor_names(path, &config, tensors.keys())?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         Self::new(config, vb).map_err(|e| ModelError::bad_weights(path, e.to_string()))
@@ -415,8 +417,10 @@ impl PatchNet {
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
         let config = config_from_bytes(path, &bytes)?;
         check_expected(path, expected, &config)?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-            .map_err(|e| ModelError::bad_weights(path, format!("cannot read tensors: {e}")))?;
+        let tensors = network_tensors(
+            candle_core::safetensors::load_buffer(&bytes, device)
+                .map_err(|e| ModelError::bad_weights(path, format!("cannot read tensors: {e}")))?,
+        );
         check_tensor_names(path, &config, tensors.keys())?;
         let net = Self::new(config, VarBuilder::from_varmap(varmap, DType::F32, device))?;
         let vars = varmap
@@ -480,6 +484,18 @@ fn check_expected(
         _ => Ok(()),
     }
 }
+
+/// A trained teacher file also holds its distillation decoder (`decoder.*`), which belongs to
+/// pretraining, not to the network: loaders ignore it.
+fn network_tensors(
+    mut tensors: std::collections::HashMap<String, Tensor>,
+) -> std::collections::HashMap<String, Tensor> {
+    tensors.retain(|name, _| !name.starts_with(DECODER_PREFIX));
+    tensors
+}
+
+/// Name prefix of the tensors of a teacher's distillation decoder.
+pub const DECODER_PREFIX: &str = "decoder.";
 
 fn check_tensor_names<'a>(
     path: &Path,
