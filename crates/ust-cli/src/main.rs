@@ -25,6 +25,17 @@ enum Command {
     /// Pretrain teachers on natural-image patches.
     #[command(subcommand)]
     Teacher(cmd::teacher::TeacherCommand),
+    /// Train the students of one category (every scale) into a run directory.
+    Train(cmd::train::TrainArgs),
+    /// Anomaly maps for new images with a trained run directory.
+    Predict(cmd::predict::PredictArgs),
+    /// Predict a category's test split and report AU-PRO, pixel and image AUROC.
+    Evaluate(cmd::evaluate::EvaluateArgs),
+    /// Train, evaluate and visualise on the bundled category (the quick start).
+    Demo(cmd::demo::DemoArgs),
+    /// Time dense extraction and student training steps.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +45,11 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Data(args) => cmd::data::run(args),
         Command::Teacher(args) => cmd::teacher::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Predict(args) => cmd::predict::run(args),
+        Command::Evaluate(args) => cmd::evaluate::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code,

@@ -77,6 +77,27 @@ pub enum DataError {
     /// The background sampler reading this folder stopped (a worker thread panicked).
     #[error("{}: background sampler stopped: {reason}", .path.display())]
     SamplerStopped { path: PathBuf, reason: String },
+    /// The file (or its folder) could not be created or written, or the encoder failed.
+    #[error("{}: cannot write: {cause}", .path.display())]
+    Write { path: PathBuf, cause: String },
+    /// An anomaly map that was to be written as an image holds NaN, which no colour or mask
+    /// value can represent.
+    #[error("{}: the anomaly map holds NaN at x={x}, y={y}; cannot write it as an image", .path.display())]
+    NanInMap { path: PathBuf, x: usize, y: usize },
+    /// An overlay whose image and anomaly map differ in size.
+    #[error(
+        "{}: the anomaly map is {map_size} but the image under it is {image_size}",
+        .path.display()
+    )]
+    OverlaySizeMismatch {
+        path: PathBuf,
+        map_size: Size,
+        image_size: Size,
+    },
+    /// Arguments that make writing this anomaly map impossible (a data length that does not
+    /// match the size, an empty or inverted colour range, an opacity outside `[0, 1]`, ...).
+    #[error("{}: cannot write anomaly map: {reason}", .path.display())]
+    InvalidMapOutput { path: PathBuf, reason: String },
 }
 
 impl DataError {
@@ -95,7 +116,11 @@ impl DataError {
             | DataError::InvalidFormat { path, .. }
             | DataError::InvalidConfig { path, .. }
             | DataError::Tensor { path, .. }
-            | DataError::SamplerStopped { path, .. } => path,
+            | DataError::SamplerStopped { path, .. }
+            | DataError::Write { path, .. }
+            | DataError::NanInMap { path, .. }
+            | DataError::OverlaySizeMismatch { path, .. }
+            | DataError::InvalidMapOutput { path, .. } => path,
         }
     }
 

@@ -3,7 +3,9 @@
 //! ground-truth masks, a seeded validation split and a decoded-image cache), MNIST and
 //! CIFAR-10 (with the one-class protocol), and samples the natural-image patch triplets that
 //! pretrain the teacher. Images are `f32` in `[0, 1]`, layout C×H×W ([`ChwImage`]); batches
-//! become candle tensors with [`batch_to_tensor`]. Bad input is a [`DataError`] naming the file.
+//! become candle tensors with [`batch_to_tensor`]. The detector's output, per-pixel anomaly
+//! maps, is written and read by [`maps`] (float TIFF, `.npy`, heatmap, overlay and mask PNGs).
+//! Bad input is a [`DataError`] naming the file.
 
 pub mod cache;
 pub mod cifar;
@@ -11,6 +13,7 @@ pub mod error;
 pub mod folder;
 pub mod image_io;
 pub mod labeled;
+pub mod maps;
 pub mod mnist;
 pub mod mvtec;
 pub mod one_class;
@@ -25,6 +28,7 @@ pub use error::{DataError, Result};
 pub use folder::{find_images_recursive, list_images};
 pub use image_io::{BinaryMask, ChwImage, LoadedImage, Size, batch_to_tensor};
 pub use labeled::LabeledImages;
+pub use maps::{AnomalyMap, MapShapeError};
 pub use mvtec::{MvtecCategory, TestSample, discover_categories, open_categories};
 pub use one_class::OneClassSplit;
 pub use triplets::{TripletBatch, TripletConfig, TripletSampler, TripletStream};

@@ -102,7 +102,7 @@ pub fn write_text_atomically(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Writes safetensors atomically (tensors converted to contiguous f32).
-fn write_safetensors(
+pub(crate) fn write_safetensors(
     path: &Path,
     tensors: Vec<(String, Tensor)>,
     metadata: HashMap<String, String>,
@@ -121,7 +121,9 @@ fn write_safetensors(
 }
 
 /// Reads a safetensors file: its tensors and metadata.
-fn read_safetensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+pub(crate) fn read_safetensors(
+    path: &Path,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| DetectorError::io(path, e))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| DetectorError::bad_file(path, format!("not a safetensors file: {e}")))?;
@@ -275,10 +277,46 @@ pub fn load_teacher(path: &Path, device: &Device) -> Result<PatchNet> {
         ));
     }
     for t in teacher.values_mut() {
-        *t = t.to_device(device)?;
+        *t = t.to_device(device)?.to_dtype(DType::F32)?;
     }
     let vb = candle_nn::VarBuilder::from_tensors(teacher, DType::F32, device);
     PatchNet::new(architecture, vb).map_err(|e| DetectorError::bad_file(path, e.to_string()))
+}
+
+/// Writes the teacher of a teacher file to `output` for shipping: the network's tensors only
+/// (the distillation decoder is dropped: students never need it), stored as `dtype` (f16
+/// halves the size), with the input's metadata (architecture, training configuration,
+/// summary) unchanged. [`load_teacher`] reads either dtype back as f32.
+pub fn export_teacher(input: &Path, output: &Path, dtype: DType) -> Result<()> {
+    let (tensors, metadata) = read_safetensors(input)?;
+    if metadata.get(METADATA_MODEL_KEY).map(String::as_str) != Some(METADATA_MODEL_VALUE) {
+        return Err(DetectorError::bad_file(input, "not a patch-network file"));
+    }
+    let mut kept: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(DECODER_PREFIX))
+        .map(|(k, t)| Ok((k, t.to_dtype(dtype)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some((name, _)) = kept.iter().find(|(_, t)| {
+        t.to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .map(|v| v.iter().any(|x| !x.is_finite()))
+            .unwrap_or(true)
+    }) {
+        return Err(DetectorError::bad_file(
+            input,
+            format!("tensor {name} is not finite as {dtype:?}"),
+        ));
+    }
+    let bytes = safetensors::serialize(kept, Some(metadata))
+        .map_err(|e| DetectorError::bad_file(output, format!("cannot serialise: {e}")))?;
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| DetectorError::io(dir, e))?;
+    }
+    write_atomically(output, |tmp| {
+        std::fs::write(tmp, &bytes).map_err(|e| DetectorError::io(tmp, e))
+    })
 }
 
 /// What a teacher file says about its training.

@@ -9,7 +9,10 @@
 //! - [`config`]: [`TeacherTrainingConfig`], its presets and TOML files;
 //! - [`bank`]: the cache of backbone features that makes distillation affordable on a CPU;
 //! - [`adam`], [`guard`], [`init`]: optimiser, divergence test, seeded initial weights;
-//! - [`checkpoint`], [`summary`]: the files a run writes and what they record.
+//! - [`checkpoint`], [`summary`]: the files a run writes and what they record;
+//! - [`student`]: student training for one scale, score calibration, a trained scale;
+//! - [`pipeline`]: a category's run directory (all scales) and the [`Detector`] reading it;
+//! - [`models_dir`]: where the shipped teachers are found.
 
 pub mod adam;
 pub mod bank;
@@ -18,6 +21,9 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod init;
+pub mod models_dir;
+pub mod pipeline;
+pub mod student;
 pub mod summary;
 pub mod teacher;
 
@@ -26,8 +32,14 @@ pub use candle_core::Device;
 
 pub use adam::{Adam, AdamConfig, WeightDecayMode};
 pub use bank::{BankSnapshot, DistillationBank};
-pub use checkpoint::{RunPaths, TeacherFileInfo, load_teacher};
+pub use checkpoint::{RunPaths, TeacherFileInfo, export_teacher, load_teacher};
 pub use config::{BackboneKind, Preset, TeacherTrainingConfig};
 pub use error::{DetectorError, Result};
+pub use models_dir::{find_default_teacher, teacher_file_name};
+pub use pipeline::{Detector, Prediction, RunSpec, ScaleSpec, TrainReport, train_detector};
+pub use student::{
+    Calibration, ScaleModel, StudentObserver, StudentRunStart, StudentStepReport, StudentSummary,
+    StudentTrainingConfig,
+};
 pub use summary::{LossTerms, TrainingSummary};
 pub use teacher::{IterationReport, RunStart, TeacherTrainer, TrainingObserver, TrainingOutcome};

@@ -46,4 +46,12 @@ pub enum MetricsError {
     BadTopFraction(f64),
     #[error("more than 2^32 - 1 defect regions in one evaluation")]
     TooManyRegions,
+    #[error("nothing to plot: the list of curves is empty")]
+    NoCurves,
+    /// A plot could not be drawn or written; names the file and says why.
+    #[error("{}: cannot write the plot: {reason}", .path.display())]
+    Plot {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }

@@ -9,12 +9,15 @@
 //!   time, so a caller never needs to hold every map of a category in memory; one global sort
 //!   over all pixels gives every pixel-level number.
 //!
+//! * [`plot::write_pro_curve_png`]: PRO curves drawn over `[0, fpr_limit]` as a PNG for people.
+//!
 //! Everything works on plain `&[f32]` maps and `&[u8]` masks (nonzero = anomalous); no tensor
 //! library is needed.
 
 mod error;
 mod evaluator;
 mod plane;
+pub mod plot;
 mod pro;
 mod radix;
 mod regions;

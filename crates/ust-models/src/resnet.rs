@@ -176,6 +176,12 @@ pub fn find_in_hf_cache(cache_dir: &Path, hub: &HubFile) -> Option<PathBuf> {
     file.is_file().then_some(file)
 }
 
+#[cfg(not(feature = "hub"))]
+fn download(_hub: &HubFile, _cache_dir: Option<&Path>) -> std::result::Result<PathBuf, String> {
+    Err("this build has no Hugging Face Hub client (rebuild with `--features hub`)".to_string())
+}
+
+#[cfg(feature = "hub")]
 fn download(hub: &HubFile, cache_dir: Option<&Path>) -> std::result::Result<PathBuf, String> {
     tracing::info!(repo = %hub.repo_id, file = %hub.filename, "downloading weights from the Hugging Face Hub");
     let mut builder = hf_hub::HFClient::builder();

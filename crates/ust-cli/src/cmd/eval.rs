@@ -12,7 +12,7 @@ use ust_data::image_io::{decode_image, image_size};
 use ust_data::{MvtecCategory, TestSample, discover_categories};
 use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator, SegmentationScores};
 
-use crate::map_files::{MAP_EXTENSIONS, MapFile, find_map, read_map, resize_bilinear};
+use crate::map_files::{AnomalyMap, MAP_EXTENSIONS, find_map, read_map, resize_bilinear};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -154,7 +154,7 @@ pub fn evaluate_category(
     let chunk = 4 * rayon::current_num_threads().max(1);
     let start = Instant::now();
     for block in samples.chunks(chunk) {
-        let loaded: Vec<(MapFile, Option<MaskPixels>)> = block
+        let loaded: Vec<(AnomalyMap, Option<MaskPixels>)> = block
             .par_iter()
             .map(|s| load_pair(category, s, maps_root, args.resize))
             .collect::<Result<_>>()?;
@@ -165,7 +165,7 @@ pub fn evaluate_category(
                     Some((w, h, m)) => Some(Plane::new(m, *w, *h)?),
                     None => None,
                 };
-                Ok((Plane::new(&map.scores, map.width, map.height)?, mask))
+                Ok((Plane::new(&map.data, map.width, map.height)?, mask))
             })
             .collect::<std::result::Result<Vec<_>, ust_metrics::MetricsError>>()?;
         if let Err(e) = evaluator.push_batch(&planes) {
@@ -207,7 +207,7 @@ fn load_pair(
     sample: &TestSample,
     maps_root: &Path,
     resize: bool,
-) -> Result<(MapFile, Option<MaskPixels>)> {
+) -> Result<(AnomalyMap, Option<MaskPixels>)> {
     let size = image_size(&sample.path)?;
     let (w, h) = (size.width as usize, size.height as usize);
     let map_dir = maps_root
@@ -233,7 +233,8 @@ fn load_pair(
                 sample.path.display()
             );
         }
-        map = resize_bilinear(&map, w, h);
+        map = resize_bilinear(&map, w, h)
+            .with_context(|| format!("{}: cannot resample the map", map_path.display()))?;
     }
     let mask = match &sample.mask_path {
         None if sample.is_good() => None,

@@ -19,6 +19,24 @@ use ust_detector::{
 pub enum TeacherCommand {
     /// Pretrain a teacher (and its distillation decoder) on natural-image patches.
     Train(TrainArgs),
+    /// Write a teacher for shipping: network only (no decoder), f16 by default.
+    Export(ExportArgs),
+    /// Print what a teacher file says about its training (JSON).
+    Info {
+        /// The teacher file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The trained teacher file.
+    pub input: PathBuf,
+    /// The file to write.
+    pub output: PathBuf,
+    /// Keep f32 instead of converting to f16.
+    #[arg(long)]
+    pub f32: bool,
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +88,27 @@ impl From<PresetArg> for Preset {
 pub fn run(command: TeacherCommand) -> Result<ExitCode> {
     match command {
         TeacherCommand::Train(args) => train(args),
+        TeacherCommand::Export(args) => {
+            let dtype = if args.f32 {
+                candle_core::DType::F32
+            } else {
+                candle_core::DType::F16
+            };
+            ust_detector::export_teacher(&args.input, &args.output, dtype)?;
+            println!("{} -> {}", args.input.display(), args.output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        TeacherCommand::Info { file } => {
+            let info = ust_detector::TeacherFileInfo::read(&file)?;
+            let json = serde_json::json!({
+                "architecture": serde_json::to_value(&info.architecture)?,
+                "training_config": serde_json::to_value(&info.training_config)?,
+                "summary": serde_json::to_value(&info.summary)?,
+                "decoder_tensors": info.decoder_tensors,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

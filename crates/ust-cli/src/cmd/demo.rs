@@ -1,0 +1,124 @@
+//! `ust demo`: the whole job on the bundled category (`data/paper_pa_bdp01_tl`, a PIPED paper
+//! type, CC BY 4.0) with the shipped teacher: train the students (cpu preset), evaluate the
+//! test split, write the report, heatmaps and overlays into `runs/demo/`, print the AU-PRO.
+//! Running it again reuses the trained students (`--fresh` retrains).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ust_detector::models_dir::find_in_project;
+
+use super::evaluate::{EvaluateArgs, evaluate};
+use super::teacher::PresetArg;
+use super::train::{TrainArgs, run_spec, train};
+
+/// The bundled category, relative to the checkout.
+pub const BUNDLED_CATEGORY: &str = "data/paper_pa_bdp01_tl";
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where everything goes.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Receptive fields, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "33")]
+    pub scales: Vec<usize>,
+    /// The training schedule.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub preset: PresetArg,
+    /// Another category folder instead of the bundled one.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Teacher files instead of the shipped ones.
+    #[arg(long)]
+    pub teacher: Vec<PathBuf>,
+    /// Delete an earlier demo in --out and train again.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+pub fn run(args: DemoArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => find_in_project(Path::new(BUNDLED_CATEGORY)).with_context(|| {
+            format!(
+                "the bundled category {BUNDLED_CATEGORY} is not under the working directory \
+                 or the executable's checkout; run from the checkout or pass --data"
+            )
+        })?,
+    };
+    let run_dir = args.out.join("model");
+    if args.fresh && args.out.exists() {
+        std::fs::remove_dir_all(&args.out)
+            .with_context(|| format!("removing {}", args.out.display()))?;
+    }
+    let train_args = TrainArgs {
+        data: data.clone(),
+        category: None,
+        scales: args.scales.clone(),
+        students: None,
+        preset: args.preset,
+        out: Some(run_dir.clone()),
+        resume: true,
+        teacher: args.teacher.clone(),
+        epochs: None,
+        max_steps: None,
+        image_size: None,
+        crop: None,
+        lr: None,
+        max_train_images: None,
+        seed: None,
+    };
+    let (spec, _) = run_spec(&train_args)?;
+    if run_dir.join(ust_detector::pipeline::RUN_FILE).is_file()
+        && ust_detector::RunSpec::read(&run_dir)? != spec
+    {
+        bail!(
+            "{} holds a demo with other settings; pass --fresh to replace it",
+            args.out.display()
+        );
+    }
+    println!(
+        "demo: training {} student(s) per scale {:?} on {} ({} preset)",
+        spec.training.students,
+        args.scales,
+        data.display(),
+        spec.training.preset
+    );
+    if train(&spec, &run_dir, true)?.is_none() {
+        return Ok(ExitCode::FAILURE);
+    }
+    let (report, out) = evaluate(&EvaluateArgs {
+        run_dir: run_dir.clone(),
+        data: None,
+        category: None,
+        out: Some(args.out.clone()),
+        scales: None,
+        fpr_limit: 0.3,
+        reducer: ust_metrics::ImageReducer::Max,
+        save_maps: true,
+        images: true,
+    })?;
+    let best = report.rows.last().context("the evaluation has no rows")?;
+    println!("{}", super::evaluate::markdown(&report));
+    println!(
+        "demo finished in {:.0} s: AU-PRO {:.3} (FPR ≤ 0.3), pixel AUROC {:.3}{} on {}",
+        started.elapsed().as_secs_f64(),
+        best.au_pro,
+        best.pixel_auroc,
+        best.image_auroc
+            .map(|a| format!(", image AUROC {a:.3}"))
+            .unwrap_or_default(),
+        report.category
+    );
+    println!("  report:    {}", out.join("report.md").display());
+    println!("  PRO curve: {}", out.join("pro-curve.png").display());
+    println!("  heatmaps and overlays: {}", out.join("images").display());
+    println!("  anomaly maps (TIFF): {}", out.join("maps").display());
+    println!("  trained detector: {}", run_dir.display());
+    Ok(ExitCode::SUCCESS)
+}

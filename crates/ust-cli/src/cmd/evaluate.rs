@@ -1,0 +1,306 @@
+//! `ust evaluate`: predict the test split of a category with a trained run directory and
+//! evaluate it as `ust eval` does (AU-PRO up to an FPR limit, pixel and image AUROC), for every
+//! scale alone and for their mean; writes `report.json`, `report.md`, `pro-curve.png` and,
+//! on request, the maps (TIFF, MVTec layout) and heatmaps/overlays.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use ust_data::MvtecCategory;
+use ust_detector::pipeline::{TRAIN_SUMMARY_FILE, mean_over_scales};
+use ust_detector::{Detector, Device, TrainReport};
+use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator, SegmentationScores};
+
+use super::bench::peak_rss_mib;
+use super::predict::{MapWriter, OutputFormat, original_size_map, thresholds};
+use super::train::category_dir;
+
+#[derive(Args, Debug, Clone)]
+pub struct EvaluateArgs {
+    /// A run directory written by `ust train`.
+    pub run_dir: PathBuf,
+    /// An MVTec-layout root (with --category) or a category folder [default: the category the
+    /// run was trained on].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The category under --data.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// The report folder [default: RUN_DIR/evaluation].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Use only these receptive fields (default: every trained scale).
+    #[arg(long, value_delimiter = ',')]
+    pub scales: Option<Vec<usize>>,
+    /// AU-PRO integrates the PRO curve up to this false-positive rate.
+    #[arg(long, default_value_t = 0.3)]
+    pub fpr_limit: f64,
+    /// Image score from a map: max, top1 or top:F (mean of the top fraction F).
+    #[arg(long, default_value = "max")]
+    pub reducer: ImageReducer,
+    /// Write the multi-scale maps as TIFF under OUT/maps/<category>/test/<defect>/ (the
+    /// layout of the official evaluation script).
+    #[arg(long)]
+    pub save_maps: bool,
+    /// Write heatmap and overlay PNGs of every test image under OUT/images/<defect>/.
+    #[arg(long)]
+    pub images: bool,
+}
+
+/// One row of the report: one scale, or the mean of several.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreRow {
+    pub name: String,
+    pub au_pro: f64,
+    pub pixel_auroc: f64,
+    pub image_auroc: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationReport {
+    pub category: String,
+    pub data: String,
+    pub run_dir: String,
+    pub preset: String,
+    pub image_size: usize,
+    pub fpr_limit: f64,
+    pub reducer: String,
+    pub test_images: usize,
+    pub defect_regions: usize,
+    /// Per scale, then "multi-scale" when there are several.
+    pub rows: Vec<ScoreRow>,
+    /// Wall-clock seconds predicting the test images (all scales), and per image.
+    pub predict_s: f64,
+    pub seconds_per_image: f64,
+    pub peak_rss_mib: Option<f64>,
+    /// The run's training summary, when present.
+    pub training: Option<TrainReport>,
+}
+
+fn row(name: String, s: &SegmentationScores) -> ScoreRow {
+    ScoreRow {
+        name,
+        au_pro: s.au_pro,
+        pixel_auroc: s.pixel_auroc,
+        image_auroc: s.image_auroc,
+    }
+}
+
+pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
+    let (report, out) = evaluate(&args)?;
+    println!("{}", markdown(&report));
+    println!("report: {}", out.join("report.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Predicts, evaluates and writes the report; returns it with the report folder.
+pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
+    let device = Device::Cpu;
+    let detector = Detector::load(&args.run_dir, args.scales.as_deref(), &device)
+        .with_context(|| format!("loading {}", args.run_dir.display()))?;
+    let data = match &args.data {
+        Some(d) => category_dir(d, args.category.as_deref())?,
+        None => detector.spec.data.clone(),
+    };
+    let category = MvtecCategory::open(&data)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run_dir.join("evaluation"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let scales = detector.patch_sizes();
+    let multi = scales.len() > 1;
+    let n_eval = scales.len() + usize::from(multi);
+    let mut evaluators = (0..n_eval)
+        .map(|_| SegmentationEvaluator::new(args.fpr_limit, args.reducer))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let (quantiles, _) = thresholds(&detector, &args.run_dir, None, None)?;
+    let images_writer = MapWriter::new(vec![OutputFormat::Png], quantiles.as_ref(), None);
+    let maps_writer = MapWriter::new(vec![OutputFormat::Tiff], None, None);
+    let samples = category.test_samples();
+    let bar = indicatif::ProgressBar::new(samples.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "evaluate {elapsed_precise} [{bar:30}] {pos}/{len} images (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut regions = 0usize;
+    for sample in samples {
+        let prediction = detector
+            .predict_file(&sample.path, &device)
+            .with_context(|| format!("scoring {}", sample.path.display()))?;
+        let mask = match &sample.mask_path {
+            Some(_) => Some(sample.load_mask()?),
+            None => None,
+        };
+        let mut maps = Vec::with_capacity(n_eval);
+        for s in &prediction.per_scale {
+            maps.push(original_size_map(&prediction, s)?);
+        }
+        if multi {
+            maps.push(original_size_map(
+                &prediction,
+                &mean_over_scales(&prediction.per_scale),
+            )?);
+        }
+        for (evaluator, map) in evaluators.iter_mut().zip(&maps) {
+            let plane = Plane::new(&map.data, map.width, map.height)?;
+            let mask_plane = match &mask {
+                Some(m) => {
+                    if (m.width(), m.height()) != (map.width, map.height) {
+                        anyhow::bail!(
+                            "{}: mask is {}x{}, the image {}x{}",
+                            sample
+                                .mask_path
+                                .as_deref()
+                                .unwrap_or(Path::new("?"))
+                                .display(),
+                            m.width(),
+                            m.height(),
+                            map.width,
+                            map.height
+                        );
+                    }
+                    Some(Plane::new(m.data(), m.width(), m.height())?)
+                }
+                None => None,
+            };
+            evaluator
+                .push(plane, mask_plane)
+                .with_context(|| format!("evaluating {}", sample.path.display()))?;
+        }
+        let combined = maps.last().expect("at least one scale");
+        let rel = PathBuf::from(&sample.defect_type).join(sample.name());
+        if args.save_maps {
+            let base = out
+                .join("maps")
+                .join(category.name())
+                .join("test")
+                .join(&rel);
+            maps_writer.write(&base, combined, &sample.path)?;
+        }
+        if args.images {
+            images_writer.write(&out.join("images").join(&rel), combined, &sample.path)?;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let predict_s = started.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    let mut curves = Vec::new();
+    for (i, evaluator) in evaluators.into_iter().enumerate() {
+        let name = if i < scales.len() {
+            format!("p={}", scales[i])
+        } else {
+            format!(
+                "multi-scale ({})",
+                scales
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            )
+        };
+        let scores = evaluator.finish()?;
+        if i == 0 {
+            regions = scores.n_regions;
+        }
+        rows.push(row(name.clone(), &scores));
+        curves.push((format!("{name}: AU-PRO {:.3}", scores.au_pro), scores.curve));
+    }
+    let training = std::fs::read_to_string(args.run_dir.join(TRAIN_SUMMARY_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let report = EvaluationReport {
+        category: category.name().to_string(),
+        data: data.display().to_string(),
+        run_dir: args.run_dir.display().to_string(),
+        preset: detector.spec.training.preset.to_string(),
+        image_size: detector.image_size(),
+        fpr_limit: args.fpr_limit,
+        reducer: args.reducer.to_string(),
+        test_images: samples.len(),
+        defect_regions: regions,
+        rows,
+        predict_s,
+        seconds_per_image: predict_s / samples.len().max(1) as f64,
+        peak_rss_mib: peak_rss_mib(),
+        training,
+    };
+    let plot_curves: Vec<(&str, &ust_metrics::ProCurve)> =
+        curves.iter().map(|(n, c)| (n.as_str(), c)).collect();
+    ust_metrics::plot::write_pro_curve_png(
+        out.join("pro-curve.png"),
+        &plot_curves,
+        args.fpr_limit,
+        &format!("PRO curve: {}", report.category),
+    )?;
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )
+    .with_context(|| format!("writing {}", out.join("report.json").display()))?;
+    std::fs::write(out.join("report.md"), markdown(&report))
+        .with_context(|| format!("writing {}", out.join("report.md").display()))?;
+    Ok((report, out))
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into())
+}
+
+/// The report as Markdown.
+pub fn markdown(r: &EvaluationReport) -> String {
+    let mut s = format!(
+        "# Evaluation: {}\n\n- data: `{}`\n- run: `{}` (preset {}, images at {}×{})\n- {} test \
+         images, {} defect regions; AU-PRO up to FPR {}; image score: {}\n- prediction: {:.1} s \
+         ({:.3} s per image, all scales){}\n\n",
+        r.category,
+        r.data,
+        r.run_dir,
+        r.preset,
+        r.image_size,
+        r.image_size,
+        r.test_images,
+        r.defect_regions,
+        r.fpr_limit,
+        r.reducer,
+        r.predict_s,
+        r.seconds_per_image,
+        r.peak_rss_mib
+            .map(|m| format!("; peak memory {m:.0} MiB"))
+            .unwrap_or_default()
+    );
+    s.push_str("| scores | AU-PRO | pixel AUROC | image AUROC |\n|---|---|---|---|\n");
+    for row in &r.rows {
+        s.push_str(&format!(
+            "| {} | {:.4} | {:.4} | {} |\n",
+            row.name,
+            row.au_pro,
+            row.pixel_auroc,
+            fmt_opt(row.image_auroc)
+        ));
+    }
+    if let Some(t) = &r.training {
+        s.push_str(&format!(
+            "\nTraining ({} preset): {} training and {} validation images.\n\n\
+             | scale | students | steps | final loss | training s |\n|---|---|---|---|---|\n",
+            t.preset, t.train_images, t.validation_images
+        ));
+        for sc in &t.scales {
+            s.push_str(&format!(
+                "| p={} | {} | {} | {:.4} | {:.0} |\n",
+                sc.patch_size, sc.students, sc.steps, sc.final_loss, sc.training_s
+            ));
+        }
+    }
+    s.push_str("\n![PRO curve](pro-curve.png)\n");
+    s
+}

@@ -1,0 +1,241 @@
+//! `ust train`: students for every scale of one category (METHOD.md §5), calibrated on a
+//! validation split of `train/good` (§6), written to a self-contained run directory.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use ust_detector::{
+    Device, Preset, RunSpec, ScaleSpec, StudentObserver, StudentRunStart, StudentStepReport,
+    StudentTrainingConfig, TrainReport, find_default_teacher, train_detector,
+};
+
+use super::teacher::PresetArg;
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// An MVTec-layout root (with --category) or one category folder (train/good, test/…).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The category under --data (omit when --data is the category folder itself).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Receptive fields to train, comma-separated (their scores are averaged).
+    #[arg(long, value_delimiter = ',', default_value = "17,33,65")]
+    pub scales: Vec<usize>,
+    /// Students per scale (M); default from the preset (3).
+    #[arg(long)]
+    pub students: Option<usize>,
+    /// The schedule: paper (256 px, whole images, 100 epochs), cpu (this machine) or smoke.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub preset: PresetArg,
+    /// The run directory [default: runs/<category>-<preset>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted run in --out (trained scales are kept, a checkpoint resumes).
+    #[arg(long)]
+    pub resume: bool,
+    /// A teacher file (repeat for several scales); a scale without one uses the shipped
+    /// teacher models/teacher-p<P>.safetensors.
+    #[arg(long)]
+    pub teacher: Vec<PathBuf>,
+    /// Override the preset's epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Override the preset's cap on steps (0 = none).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Override the preset's image side.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Override the preset's crop side of the dense output (0 = whole image).
+    #[arg(long)]
+    pub crop: Option<usize>,
+    /// Override the preset's learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Override the preset's cap on training images (0 = all).
+    #[arg(long)]
+    pub max_train_images: Option<usize>,
+    /// Seed of the initial weights, the validation split, the order and the crops.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// The category folder `args` names.
+pub fn category_dir(data: &Path, category: Option<&str>) -> Result<PathBuf> {
+    let dir = match category {
+        Some(c) => data.join(c),
+        None => data.to_path_buf(),
+    };
+    if !dir.join("train").is_dir() {
+        match category {
+            Some(_) => bail!(
+                "{} is not an MVTec-layout category (no train/ folder)",
+                dir.display()
+            ),
+            None => bail!(
+                "{} has no train/ folder: pass --category NAME for a dataset root, or the \
+                 category folder itself",
+                dir.display()
+            ),
+        }
+    }
+    Ok(dir)
+}
+
+/// The teachers of `scales`: each `--teacher` file under the receptive field its metadata
+/// names, the shipped ones for the rest.
+pub fn resolve_teachers(scales: &[usize], teachers: &[PathBuf]) -> Result<Vec<ScaleSpec>> {
+    let mut given = Vec::new();
+    for t in teachers {
+        let arch = ust_models::PatchNet::read_config(t)
+            .with_context(|| format!("reading the teacher {}", t.display()))?;
+        if !scales.contains(&arch.patch_size) {
+            bail!(
+                "{} is a p={} teacher but the scales are {scales:?}",
+                t.display(),
+                arch.patch_size
+            );
+        }
+        given.push((arch.patch_size, t.clone()));
+    }
+    scales
+        .iter()
+        .map(|&p| {
+            let teacher = match given.iter().find(|(q, _)| *q == p) {
+                Some((_, t)) => t.clone(),
+                None => find_default_teacher(p)?,
+            };
+            Ok(ScaleSpec {
+                patch_size: p,
+                teacher,
+            })
+        })
+        .collect()
+}
+
+/// The resolved run of `args`.
+pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
+    let data = category_dir(&args.data, args.category.as_deref())?;
+    let preset = Preset::from(args.preset);
+    let mut training = StudentTrainingConfig::preset(preset);
+    if let Some(v) = args.students {
+        training.students = v;
+    }
+    if let Some(v) = args.epochs {
+        training.epochs = v;
+    }
+    if let Some(v) = args.max_steps {
+        training.max_steps = v;
+    }
+    if let Some(v) = args.image_size {
+        training.image_size = v;
+    }
+    if let Some(v) = args.crop {
+        training.crop = v;
+    }
+    if let Some(v) = args.lr {
+        training.optimizer.learning_rate = v;
+    }
+    if let Some(v) = args.max_train_images {
+        training.max_train_images = v;
+    }
+    if let Some(v) = args.seed {
+        training.seed = v;
+    }
+    let spec = RunSpec {
+        data: data.clone(),
+        scales: resolve_teachers(&args.scales, &args.teacher)?,
+        training,
+    };
+    spec.check()?;
+    let name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "category".into());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{name}-{preset}")));
+    Ok((spec, out))
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let (spec, out) = run_spec(&args)?;
+    match train(&spec, &out, args.resume)? {
+        Some(report) => {
+            for s in &report.scales {
+                println!(
+                    "p={}: {} students, {} steps, final loss {:.4}, {:.0} s training",
+                    s.patch_size, s.students, s.steps, s.final_loss, s.training_s
+                );
+            }
+            println!("trained detector: {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Ok(ExitCode::FAILURE),
+    }
+}
+
+/// Trains with a progress bar; `None` when stopped.
+pub fn train(spec: &RunSpec, out: &Path, resume: bool) -> Result<Option<TrainReport>> {
+    let mut progress = StudentProgress::default();
+    let result = train_detector(spec, out, resume, &Device::Cpu, &mut progress);
+    progress.finish();
+    result.with_context(|| format!("training into {}", out.display()))
+}
+
+#[derive(Default)]
+pub struct StudentProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl StudentProgress {
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl StudentObserver for StudentProgress {
+    fn started(&mut self, start: &StudentRunStart) {
+        self.finish();
+        let bar = ProgressBar::new(start.total_steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "p={} {{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} steps (eta {{eta}}) {{msg}}",
+                start.patch_size
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_position(start.start_step as u64);
+        bar.reset_eta();
+        self.bar = Some(bar);
+    }
+
+    fn phase(&mut self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(message.to_string()),
+            None => tracing::info!("{message}"),
+        }
+    }
+
+    fn step(&mut self, report: &StudentStepReport) -> ControlFlow<()> {
+        if let Some(bar) = &self.bar {
+            bar.set_position(report.step as u64);
+            let losses: Vec<String> = report.losses.iter().map(|l| format!("{l:.3}")).collect();
+            bar.set_message(format!(
+                "loss {} | {:.2} steps/s",
+                losses.join(" "),
+                report.steps_per_s
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+}

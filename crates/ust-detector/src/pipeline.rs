@@ -1,0 +1,470 @@
+//! The detector's main job (METHOD.md §5–§6): train students for every scale of one category
+//! of an MVTec-layout folder into a run directory, and read a run directory back as a
+//! [`Detector`] that turns images into anomaly maps.
+//!
+//! A run directory holds `run.toml` (the data, the scales with their teacher files, and the
+//! resolved training configuration), one `p<P>.safetensors` per trained scale (teacher,
+//! students, target statistics, calibration and summary, so the directory is self-contained),
+//! a `p<P>.checkpoint.safetensors` while a scale trains, and `train-summary.json`.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use ust_data::image_io::load_rgb;
+use ust_data::{ChwImage, LoadedImage, MvtecCategory, Size};
+use ust_models::PatchNet;
+
+use crate::checkpoint::{load_teacher, write_text_atomically};
+use crate::config::Preset;
+use crate::error::{DetectorError, Result};
+use crate::student::{
+    ScaleModel, ScaleOutcome, ScalePaths, ScaleTrainer, StudentObserver, StudentSummary,
+    StudentTrainingConfig,
+};
+use crate::teacher::derive_seed;
+
+const STREAM_SUBSET: u64 = 21;
+/// The run directory's description.
+pub const RUN_FILE: &str = "run.toml";
+/// The training summary of a run directory.
+pub const TRAIN_SUMMARY_FILE: &str = "train-summary.json";
+/// Thresholds of the (multi-scale) score on the validation images.
+pub const VALIDATION_SCORES_FILE: &str = "validation-scores.json";
+
+/// The false-positive rates at which [`ScoreQuantiles`] records thresholds.
+pub const QUANTILE_FPRS: [f64; 13] = [
+    0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 5e-4, 2e-4, 1e-4, 0.0,
+];
+
+/// Thresholds of the anomaly score on anomaly-free validation pixels: `threshold[i]` is the
+/// smallest score that at most a fraction `fpr[i]` of those pixels exceed (`fpr = 0`: their
+/// maximum). Used to binarise maps at a false-positive rate and to scale heatmaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreQuantiles {
+    /// The receptive fields whose mean score this describes.
+    pub scales: Vec<usize>,
+    pub images: usize,
+    pub pixels: usize,
+    pub fpr: Vec<f64>,
+    pub threshold: Vec<f64>,
+}
+
+impl ScoreQuantiles {
+    /// The table of `scores` (all validation pixels).
+    pub fn from_scores(scales: Vec<usize>, images: usize, mut scores: Vec<f32>) -> Result<Self> {
+        if scores.is_empty() {
+            return Err(DetectorError::InvalidConfig("no validation scores".into()));
+        }
+        if let Some(i) = scores.iter().position(|v| !v.is_finite()) {
+            return Err(DetectorError::InvalidConfig(format!(
+                "validation score {i} is {}",
+                scores[i]
+            )));
+        }
+        scores.sort_by(f32::total_cmp);
+        let n = scores.len();
+        let threshold = QUANTILE_FPRS
+            .iter()
+            .map(|&f| {
+                // At most floor(f·n) pixels may lie above the threshold.
+                let above = (f * n as f64).floor() as usize;
+                scores[n - 1 - above.min(n - 1)] as f64
+            })
+            .collect();
+        Ok(Self {
+            scales,
+            images,
+            pixels: n,
+            fpr: QUANTILE_FPRS.to_vec(),
+            threshold,
+        })
+    }
+
+    /// The threshold at `fpr`, interpolated linearly between the recorded rates.
+    pub fn threshold_at(&self, fpr: f64) -> Result<f64> {
+        if !(0.0..=0.5).contains(&fpr) {
+            return Err(DetectorError::InvalidConfig(format!(
+                "false-positive rate {fpr} is not in [0, 0.5]"
+            )));
+        }
+        for i in 0..self.fpr.len() - 1 {
+            let (hi_f, lo_f) = (self.fpr[i], self.fpr[i + 1]);
+            if fpr <= hi_f && fpr >= lo_f {
+                let t = if hi_f > lo_f {
+                    (fpr - lo_f) / (hi_f - lo_f)
+                } else {
+                    0.0
+                };
+                return Ok(self.threshold[i + 1] + t * (self.threshold[i] - self.threshold[i + 1]));
+            }
+        }
+        Ok(self.threshold[self.threshold.len() - 1])
+    }
+
+    /// The median validation score (fpr 0.5).
+    pub fn median(&self) -> f64 {
+        self.threshold[0]
+    }
+
+    /// The highest validation score.
+    pub fn max(&self) -> f64 {
+        self.threshold[self.threshold.len() - 1]
+    }
+
+    /// Reads `RUN_DIR/validation-scores.json`.
+    pub fn read(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(VALIDATION_SCORES_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| DetectorError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| DetectorError::bad_file(&path, e.to_string()))
+    }
+}
+
+/// One scale of a run: its receptive field and teacher file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleSpec {
+    pub patch_size: usize,
+    pub teacher: PathBuf,
+}
+
+/// What `run.toml` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// The category folder (MVTec AD layout: `train/good`, `test/*`, `ground_truth/*`).
+    pub data: PathBuf,
+    pub scales: Vec<ScaleSpec>,
+    pub training: StudentTrainingConfig,
+}
+
+impl RunSpec {
+    /// Validates before any work: the configuration, at least one scale, distinct receptive
+    /// fields, every teacher file readable with the receptive field it is listed under.
+    pub fn check(&self) -> Result<()> {
+        self.training.check()?;
+        if self.scales.is_empty() {
+            return Err(DetectorError::InvalidConfig("no scales to train".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &self.scales {
+            if !seen.insert(s.patch_size) {
+                return Err(DetectorError::InvalidConfig(format!(
+                    "scale p={} is listed twice",
+                    s.patch_size
+                )));
+            }
+            let architecture = PatchNet::read_config(&s.teacher)?;
+            if architecture.patch_size != s.patch_size {
+                return Err(DetectorError::bad_file(
+                    &s.teacher,
+                    format!(
+                        "this teacher has receptive field {}, not {}",
+                        architecture.patch_size, s.patch_size
+                    ),
+                ));
+            }
+            if self.training.crop > 0 && self.training.crop > self.training.image_size {
+                return Err(DetectorError::InvalidConfig("crop > image_size".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `RUN_DIR/run.toml`.
+    pub fn read(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(RUN_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| DetectorError::io(&path, e))?;
+        toml::from_str(&text).map_err(|e| DetectorError::ConfigFile {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    fn to_toml(&self) -> Result<String> {
+        toml::to_string(self)
+            .map_err(|e| DetectorError::InvalidConfig(format!("cannot write run.toml: {e}")))
+    }
+}
+
+/// What `train-summary.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub category: String,
+    pub preset: Preset,
+    pub train_images: usize,
+    pub validation_images: usize,
+    /// Every scale's summary (scales trained in an earlier session included).
+    pub scales: Vec<StudentSummary>,
+}
+
+/// The training and validation images of a run, at the configured size.
+pub struct TrainingImages {
+    pub train: Vec<ChwImage>,
+    pub validation: Vec<ChwImage>,
+    pub train_paths: Vec<PathBuf>,
+    pub validation_paths: Vec<PathBuf>,
+}
+
+/// Splits `train/good` into training and validation images (seeded), keeps at most
+/// `max_train_images` training images (a seeded subset), and loads them resized.
+pub fn load_training_images(
+    category: &MvtecCategory,
+    config: &StudentTrainingConfig,
+) -> Result<TrainingImages> {
+    if category.train_images().len() < 2 {
+        return Err(DetectorError::InvalidConfig(format!(
+            "{}: train/good needs at least 2 images (training and validation), found {}",
+            category.root().display(),
+            category.train_images().len()
+        )));
+    }
+    let split = category.split_validation(config.validation_fraction, config.seed)?;
+    let mut train_paths = split.train;
+    if config.max_train_images > 0 && train_paths.len() > config.max_train_images {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(derive_seed(
+            config.seed,
+            STREAM_SUBSET,
+            0,
+        ));
+        train_paths.shuffle(&mut rng);
+        train_paths.truncate(config.max_train_images);
+        train_paths.sort();
+    }
+    let size = Some(Size::new(
+        config.image_size as u32,
+        config.image_size as u32,
+    ));
+    let load = |paths: &[PathBuf]| -> Result<Vec<ChwImage>> {
+        Ok(category
+            .load(paths, size)?
+            .iter()
+            .map(|l| l.image.clone())
+            .collect())
+    };
+    Ok(TrainingImages {
+        train: load(&train_paths)?,
+        validation: load(&split.validation)?,
+        train_paths,
+        validation_paths: split.validation,
+    })
+}
+
+/// Trains every scale of `spec` into `run_dir`. With `resume`, scales whose file exists are
+/// kept and a scale with a checkpoint continues from it; without, an existing `run.toml` with
+/// a different spec is an error (so a run directory is never silently mixed). Returns `None`
+/// when the observer stopped the run.
+pub fn train_detector(
+    spec: &RunSpec,
+    run_dir: &Path,
+    resume: bool,
+    device: &Device,
+    observer: &mut dyn StudentObserver,
+) -> Result<Option<TrainReport>> {
+    spec.check()?;
+    let run_file = run_dir.join(RUN_FILE);
+    if run_file.is_file() {
+        let existing = RunSpec::read(run_dir)?;
+        if existing != *spec {
+            return Err(DetectorError::ConfigMismatch {
+                path: run_file,
+                differences: "the run directory was trained with another data folder, scales, \
+                              teachers or configuration"
+                    .into(),
+            });
+        }
+        if !resume {
+            return Err(DetectorError::InvalidConfig(format!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                run_dir.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(run_dir).map_err(|e| DetectorError::io(run_dir, e))?;
+    write_text_atomically(&run_file, &spec.to_toml()?)?;
+    let category = MvtecCategory::open(&spec.data)?;
+    observer.phase(&format!("loading the images of {}", category.name()));
+    let images = load_training_images(&category, &spec.training)?;
+    tracing::info!(
+        category = category.name(),
+        train = images.train.len(),
+        validation = images.validation.len(),
+        size = spec.training.image_size,
+        "training images loaded"
+    );
+    let mut summaries = Vec::new();
+    for scale in &spec.scales {
+        let paths = ScalePaths::in_run_dir(run_dir, scale.patch_size);
+        if paths.model.is_file() {
+            let model = ScaleModel::load(&paths.model, device)?;
+            tracing::info!(patch_size = scale.patch_size, "scale already trained, kept");
+            summaries.push(model.summary);
+            continue;
+        }
+        let teacher = load_teacher(&scale.teacher, device)?;
+        let mut trainer = ScaleTrainer::new(
+            spec.training.clone(),
+            teacher,
+            &scale.teacher,
+            &images.train,
+            &images.validation,
+            paths,
+            resume,
+            device,
+        )?;
+        match trainer.run(observer)? {
+            ScaleOutcome::Finished(summary) => summaries.push(*summary),
+            ScaleOutcome::Stopped { .. } => return Ok(None),
+        }
+    }
+    observer.phase("scoring the validation images with every scale");
+    let detector = Detector::load(run_dir, None, device)?;
+    let mut scores = Vec::new();
+    for image in &images.validation {
+        let tensor = image.to_tensor(device)?.unsqueeze(0)?;
+        scores.extend(detector.scores(&tensor)?);
+    }
+    let quantiles =
+        ScoreQuantiles::from_scores(detector.patch_sizes(), images.validation.len(), scores)?;
+    write_text_atomically(
+        &run_dir.join(VALIDATION_SCORES_FILE),
+        &serde_json::to_string_pretty(&quantiles).unwrap_or_default(),
+    )?;
+    let report = TrainReport {
+        category: category.name().to_string(),
+        preset: spec.training.preset,
+        train_images: images.train.len(),
+        validation_images: images.validation.len(),
+        scales: summaries,
+    };
+    write_text_atomically(
+        &run_dir.join(TRAIN_SUMMARY_FILE),
+        &serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )?;
+    Ok(Some(report))
+}
+
+/// The pixel-wise mean of equally long score maps (METHOD.md §6: multi-scale).
+pub fn mean_over_scales(maps: &[Vec<f32>]) -> Vec<f32> {
+    let Some(first) = maps.first() else {
+        return Vec::new();
+    };
+    let k = maps.len() as f32;
+    (0..first.len())
+        .map(|i| maps.iter().map(|m| m[i]).sum::<f32>() / k)
+        .collect()
+}
+
+/// A trained detector: the scales of a run directory.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    pub spec: RunSpec,
+    pub scales: Vec<ScaleModel>,
+}
+
+/// An anomaly map at an image's own size and at the model's size.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Row-major scores at the model's `image_size × image_size`.
+    pub model_scores: Vec<f32>,
+    /// Every scale's scores at the model's size (order of [`Detector::patch_sizes`]).
+    pub per_scale: Vec<Vec<f32>>,
+    pub model_size: usize,
+    /// The image as loaded (pixels at the model's size, and its original size).
+    pub image: LoadedImage,
+}
+
+impl Detector {
+    /// Loads every trained scale of `run_dir`, or only those in `only` (receptive fields).
+    pub fn load(run_dir: &Path, only: Option<&[usize]>, device: &Device) -> Result<Self> {
+        let spec = RunSpec::read(run_dir)?;
+        let mut scales = Vec::new();
+        for s in &spec.scales {
+            if only.is_some_and(|o| !o.contains(&s.patch_size)) {
+                continue;
+            }
+            let path = ScalePaths::in_run_dir(run_dir, s.patch_size).model;
+            if !path.is_file() {
+                return Err(DetectorError::bad_file(
+                    &path,
+                    format!(
+                        "scale p={} is not trained yet (run ust train --resume)",
+                        s.patch_size
+                    ),
+                ));
+            }
+            scales.push(ScaleModel::load(&path, device)?);
+        }
+        if let Some(o) = only {
+            for p in o {
+                if !scales.iter().any(|s| s.patch_size() == *p) {
+                    return Err(DetectorError::InvalidConfig(format!(
+                        "{} has no scale p={p} (it has {:?})",
+                        run_dir.display(),
+                        spec.scales.iter().map(|s| s.patch_size).collect::<Vec<_>>()
+                    )));
+                }
+            }
+        }
+        if scales.is_empty() {
+            return Err(DetectorError::InvalidConfig(format!(
+                "{} has no trained scale",
+                run_dir.display()
+            )));
+        }
+        Ok(Self { spec, scales })
+    }
+
+    /// The receptive fields of the loaded scales.
+    pub fn patch_sizes(&self) -> Vec<usize> {
+        self.scales.iter().map(ScaleModel::patch_size).collect()
+    }
+
+    /// The validation thresholds of the run directory when they describe exactly the loaded
+    /// scales (`None` for another subset).
+    pub fn quantiles(&self, run_dir: &Path) -> Result<Option<ScoreQuantiles>> {
+        let q = ScoreQuantiles::read(run_dir)?;
+        Ok((q.scales == self.patch_sizes()).then_some(q))
+    }
+
+    /// The side images are resized to.
+    pub fn image_size(&self) -> usize {
+        self.spec.training.image_size
+    }
+
+    /// The anomaly scores of an image already at the model's size: per scale the normalised
+    /// score of METHOD.md §6, then their mean over the scales.
+    ///
+    /// # Shapes
+    /// `image` (1, 3, S, S) → S·S scores, row-major
+    pub fn scores(&self, image: &Tensor) -> Result<Vec<f32>> {
+        Ok(mean_over_scales(&self.scores_per_scale(image)?))
+    }
+
+    /// Every scale's normalised scores (in the order of [`Detector::patch_sizes`]).
+    ///
+    /// # Shapes
+    /// `image` (1, 3, S, S) → per scale S·S scores, row-major
+    pub fn scores_per_scale(&self, image: &Tensor) -> Result<Vec<Vec<f32>>> {
+        self.scales
+            .iter()
+            .map(|s| s.anomaly_scores(image))
+            .collect()
+    }
+
+    /// Loads an image file, resizes it to the model's size and scores it.
+    pub fn predict_file(&self, path: &Path, device: &Device) -> Result<Prediction> {
+        let size = self.image_size();
+        let image = load_rgb(path, Some(Size::new(size as u32, size as u32)))?;
+        let tensor = image.image.to_tensor(device)?.unsqueeze(0)?;
+        let per_scale = self.scores_per_scale(&tensor)?;
+        Ok(Prediction {
+            model_scores: mean_over_scales(&per_scale),
+            per_scale,
+            model_size: size,
+            image,
+        })
+    }
+}
