@@ -16,6 +16,26 @@ check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# The quick start: train on the bundled category, evaluate, write runs/demo/.
+demo *args:
+    cargo run --release -p ust-cli -- demo {{args}}
+
+# Train the students of one category of an MVTec-layout root.
+train root category *args:
+    cargo run --release -p ust-cli -- train --data {{root}} --category {{category}} {{args}}
+
+# Anomaly maps (PNG heatmaps/overlays and TIFF) for images or folders.
+predict run_dir images out *args:
+    cargo run --release -p ust-cli -- predict {{run_dir}} {{images}} --out {{out}} {{args}}
+
+# Predict the test split of the run's category and report AU-PRO, pixel and image AUROC.
+evaluate run_dir *args:
+    cargo run --release -p ust-cli -- evaluate {{run_dir}} {{args}}
+
+# Seconds per image for dense extraction and a student training step.
+bench-dense p="65" size="256" *args:
+    cargo run --release -p ust-cli -- bench dense --p {{p}} --size {{size}} --train {{args}}
+
 # Evaluate anomaly maps laid out like the dataset (MAPS/CATEGORY/test/DEFECT/NAME.tiff).
 eval dataset maps *args:
     cargo run --release -p ust-cli -- eval --dataset {{dataset}} --maps {{maps}} {{args}}

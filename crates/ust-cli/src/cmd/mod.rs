@@ -7,5 +7,6 @@ pub mod demo;
 pub mod eval;
 pub mod evaluate;
 pub mod predict;
+pub mod quality;
 pub mod teacher;
 pub mod train;

@@ -21,6 +21,8 @@ pub enum TeacherCommand {
     Train(TrainArgs),
     /// Write a teacher for shipping: network only (no decoder), f16 by default.
     Export(ExportArgs),
+    /// Rerunnable quality check: one-class MNIST AUROC of a 1-NN on the descriptors.
+    Quality(super::quality::QualityArgs),
     /// Print what a teacher file says about its training (JSON).
     Info {
         /// The teacher file.
@@ -88,6 +90,7 @@ impl From<PresetArg> for Preset {
 pub fn run(command: TeacherCommand) -> Result<ExitCode> {
     match command {
         TeacherCommand::Train(args) => train(args),
+        TeacherCommand::Quality(args) => super::quality::run(args),
         TeacherCommand::Export(args) => {
             let dtype = if args.f32 {
                 candle_core::DType::F32
