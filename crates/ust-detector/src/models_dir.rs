@@ -12,15 +12,14 @@ pub fn teacher_file_name(patch_size: usize) -> String {
     format!("teacher-p{patch_size}.safetensors")
 }
 
-/// The folders searched, in order: `$UST_MODELS`, `./models`, and `models/` in every ancestor
-/// of the running executable's folder (so `target/release/ust` finds the checkout's
-/// `models/` from any working directory).
+/// The folders searched: only `$UST_MODELS` when it is set; otherwise `./models`, then
+/// `models/` in every ancestor of the running executable's folder (so `target/release/ust`
+/// finds the checkout's `models/` from any working directory).
 pub fn model_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os(MODELS_ENV).filter(|v| !v.is_empty()) {
-        dirs.push(PathBuf::from(d));
+        return vec![PathBuf::from(d)];
     }
-    dirs.push(PathBuf::from("models"));
+    let mut dirs = vec![PathBuf::from("models")];
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1) {
             let candidate = dir.join("models");
