@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use ust_detector::{AdamConfig, Device, WeightDecayMode};
+use ust_detector::{Device, StudentTrainingConfig};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -123,17 +123,8 @@ fn dense(args: DenseArgs) -> Result<ExitCode> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut adam = ust_detector::Adam::new(
-            vars,
-            AdamConfig {
-                learning_rate: 1e-4,
-                beta1: 0.9,
-                beta2: 0.999,
-                epsilon: 1e-8,
-                weight_decay: 1e-5,
-                weight_decay_mode: WeightDecayMode::L2,
-            },
-        )?;
+        // The students' optimiser as the paper configures it.
+        let mut adam = ust_detector::Adam::new(vars, StudentTrainingConfig::paper().optimizer)?;
         Some(time(args.repeats, || {
             let y = student.extract(&image)?;
             let loss = ust_losses::student_regression_loss(&y, &target)?;
