@@ -468,3 +468,36 @@ impl Detector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_quantiles_follow_the_false_positive_rate() {
+        // Scores 1..=1000 (shuffled): at most floor(f·1000) of them may lie above the threshold.
+        let mut scores: Vec<f32> = (1..=1000).map(|v| v as f32).collect();
+        scores.reverse();
+        let q = ScoreQuantiles::from_scores(vec![33], 2, scores).unwrap();
+        assert_eq!(q.pixels, 1000);
+        assert_eq!(q.median(), 500.0); // 500 scores above 500
+        assert_eq!(q.max(), 1000.0);
+        let at = |f: f64| q.threshold[q.fpr.iter().position(|&x| x == f).unwrap()];
+        assert_eq!(at(0.001), 999.0);
+        assert_eq!(at(0.002), 998.0);
+        assert_eq!(at(0.1), 900.0);
+        // Between recorded rates: linear.
+        assert!((q.threshold_at(0.0015).unwrap() - 998.5).abs() < 1e-9);
+        assert_eq!(q.threshold_at(0.1).unwrap(), 900.0);
+        assert!(q.threshold_at(0.7).is_err());
+        assert!(ScoreQuantiles::from_scores(vec![33], 1, vec![1.0, f32::NAN]).is_err());
+        assert!(ScoreQuantiles::from_scores(vec![33], 0, vec![]).is_err());
+    }
+
+    #[test]
+    fn multi_scale_is_the_pixelwise_mean() {
+        let m = mean_over_scales(&[vec![1.0, 2.0], vec![3.0, 6.0], vec![2.0, 1.0]]);
+        assert_eq!(m, vec![2.0, 3.0]);
+        assert!(mean_over_scales(&[]).is_empty());
+    }
+}
