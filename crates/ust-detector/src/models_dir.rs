@@ -65,11 +65,6 @@ pub fn find_in_project(rel: &Path) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// Whether `path` looks like it names a teacher file rather than a folder.
-pub fn is_file_path(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "safetensors")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,9 +164,6 @@ impl RunSpec {
                     ),
                 ));
             }
-            if self.training.crop > 0 && self.training.crop > self.training.image_size {
-                return Err(DetectorError::InvalidConfig("crop > image_size".into()));
-            }
         }
         Ok(())
     }
