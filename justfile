@@ -57,3 +57,15 @@ unpack-cifar archive=(shared + "/data/cifar-10-jpg.tar.gz"):
 bench-eval images="200" size="1024":
     cargo run --release -p ust-cli --example make_eval_fixture -- target/bench-eval {{images}} {{size}}
     /usr/bin/time -v cargo run --release -p ust-cli -- eval --dataset target/bench-eval/dataset --maps target/bench-eval/maps
+
+# Table 1: students at p = 65 and the shallow baselines, AU-PRO per category of an MVTec-layout root.
+table1 data="data" preset="cpu" *args:
+    cargo run --release -p ust-cli -- experiment experiments/table1.toml --data {{data}} --preset {{preset}} {{args}}
+
+# Table 2: one-class MNIST and CIFAR-10 AUROC for the teacher variants and the baselines.
+table2 preset="cpu" *args:
+    cargo run --release -p ust-cli -- experiment experiments/table2.toml --preset {{preset}} {{args}}
+
+# Table 3: receptive field ablation, p = 17, 33, 65 and multi-scale per category.
+ablation-p data="data" preset="cpu" *args:
+    cargo run --release -p ust-cli -- experiment experiments/ablation_p.toml --data {{data}} --preset {{preset}} {{args}}

@@ -17,6 +17,7 @@
 pub mod autoencoder;
 pub mod baseline;
 pub mod data;
+pub mod dense;
 mod distance;
 pub mod error;
 pub mod kmeans;
@@ -38,6 +39,7 @@ pub use data::{
     check_finite, dense_maps_to_rows, derive_seed, descriptors_from_tensor, descriptors_view,
     subsample_indices,
 };
+pub use dense::{DescriptorMethod, DescriptorModel, RowSubset, Standardization, Standardizer};
 pub use error::{BaselineError, Result};
 pub use kmeans::{KMeans, KMeansConfig};
 pub use knn::{NearestNeighbor, NearestNeighborConfig};

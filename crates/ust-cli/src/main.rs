@@ -36,6 +36,13 @@ enum Command {
     /// Time dense extraction and student training steps.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Table 1 baselines on teacher descriptors (one category, one method).
+    #[command(subcommand)]
+    Baseline(cmd::baseline::BaselineCommand),
+    /// Table 2 cell: one-class MNIST / CIFAR-10 AUROC for one class and one method.
+    Oneclass(cmd::oneclass::OneclassArgs),
+    /// Run an experiment file (the paper's tables): jobs, cached cells, report.
+    Experiment(cmd::experiment::ExperimentArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +57,9 @@ fn main() -> std::process::ExitCode {
         Command::Predict(args) => cmd::predict::run(args),
         Command::Evaluate(args) => cmd::evaluate::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Baseline(args) => cmd::baseline::run(args),
+        Command::Oneclass(args) => cmd::oneclass::run(args),
+        Command::Experiment(args) => cmd::experiment::run(args),
     };
     match result {
         Ok(code) => code,

@@ -115,12 +115,15 @@ fn main() -> candle_core::Result<()> {
         ] {
             let ops: [(&str, Box<TensorFn>); 3] = [
                 (
-                    "max_pool2x2",
-                    Box::new(move |t| ust_conv::max_pool2x2_with(backend, t)),
+                    "max_pool_2x2",
+                    Box::new(move |t| match backend {
+                        ConvBackend::Fast => ust_conv::max_pool_2x2(t),
+                        ConvBackend::Reference => ust_conv::max_pool_2x2_reference(t),
+                    }),
                 ),
                 (
-                    "max_pool2x2_dilated(1)",
-                    Box::new(move |t| ust_conv::max_pool2x2_dilated_with(backend, t, 1)),
+                    "max_pool_2x2_dilated(1)",
+                    Box::new(move |t| ust_conv::max_pool_2x2_dilated(t, 1)),
                 ),
                 (
                     "leaky_relu",

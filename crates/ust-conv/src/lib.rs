@@ -7,12 +7,15 @@
 //! keeps candle's plain ops as the reference path behind a process-wide switch
 //! ([`set_backend`], or the environment variable `UST_CONV=reference`). Tensors that are not
 //! f32 on the CPU always take the reference path.
+//! The pooling has one CPU implementation (f32 and f64) for both settings; candle's reshape +
+//! `max` formulation, [`max_pool_2x2_reference`], is its reference in the tests.
 //!
 //! | op | what it is for |
 //! |---|---|
 //! | [`conv2d`] | every convolution of the patch networks: valid padding, stride 1, any KH×KW, optional bias; `dilation > 1` for the dense formulation with dilated kernels |
-//! | [`max_pool2x2`] | the patch networks' 2×2 / stride-2 pooling (also each offset of the multi-pool dense construction) |
-//! | [`max_pool2x2_dilated`] | the same pooling evaluated at every position (stride 1, taps `d` apart), for the dilated dense formulation |
+//! | [`max_pool_2x2`] | the patch networks' 2×2 / stride-2 pooling |
+//! | [`max_pool_2x2_all_offsets`] | the same at the four offsets, stacked into the batch (the multi-pool dense construction) |
+//! | [`max_pool_2x2_dilated`] | the same pooling evaluated at every position (stride 1, taps `d` apart), for the dilated dense formulation |
 //! | [`leaky_relu`] | the activation after every convolution but the last (one pass forward, one backward) |
 //!
 //! # How the convolution is computed
@@ -36,11 +39,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 mod activation;
 mod conv;
 mod kernels;
-mod pool;
+pub mod pool;
 
 pub use activation::{leaky_relu, leaky_relu_with};
 pub use conv::{conv2d, conv2d_with};
-pub use pool::{max_pool2x2, max_pool2x2_dilated, max_pool2x2_dilated_with, max_pool2x2_with};
+pub use pool::{
+    MaxPool2x2, max_pool_2x2, max_pool_2x2_all_offsets, max_pool_2x2_dilated,
+    max_pool_2x2_reference,
+};
 
 /// Which implementation [`conv2d`] and the other ops of this crate use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,16 +114,6 @@ pub(crate) mod testutil {
             self.0 ^= self.0 >> 27;
             let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
             (v as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-        /// A random permutation of `n` evenly spaced values in [-1, 1).
-        pub fn distinct_tensor(&mut self, dims: &[usize]) -> Result<Tensor> {
-            let n: usize = dims.iter().product();
-            let mut v: Vec<f32> = (0..n).map(|i| 2.0 * i as f32 / n as f32 - 1.0).collect();
-            for i in (1..n).rev() {
-                let j = (((self.uniform() + 1.0) * 0.5 * (i + 1) as f32) as usize).min(i);
-                v.swap(i, j);
-            }
-            Tensor::from_vec(v, dims, &Device::Cpu)
         }
         pub fn tensor(&mut self, dims: &[usize]) -> Result<Tensor> {
             let n = dims.iter().product();

@@ -12,6 +12,7 @@
 //! - [`checkpoint`], [`summary`]: the files a run writes and what they record;
 //! - [`student`]: student training for one scale, score calibration, a trained scale;
 //! - [`pipeline`]: a category's run directory (all scales) and the [`Detector`] reading it;
+//! - [`one_class`]: students for one-class MNIST / CIFAR-10 (one descriptor per image);
 //! - [`models_dir`]: where the shipped teachers are found.
 
 pub mod adam;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod guard;
 pub mod init;
 pub mod models_dir;
+pub mod one_class;
 pub mod pipeline;
 pub mod student;
 pub mod summary;
@@ -36,6 +38,7 @@ pub use checkpoint::{RunPaths, TeacherFileInfo, export_teacher, load_teacher};
 pub use config::{BackboneKind, Preset, TeacherTrainingConfig};
 pub use error::{DetectorError, Result};
 pub use models_dir::{find_default_teacher, teacher_file_name};
+pub use one_class::{OneClassStudentConfig, OneClassStudents, OneClassSummary};
 pub use pipeline::{Detector, Prediction, RunSpec, ScaleSpec, TrainReport, train_detector};
 pub use student::{
     Calibration, ScaleModel, StudentObserver, StudentRunStart, StudentStepReport, StudentSummary,

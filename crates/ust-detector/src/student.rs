@@ -119,13 +119,13 @@ impl StudentTrainingConfig {
     }
 
     /// What fits this 2-core machine (see the detector README for the measurements behind
-    /// it): 128×128 images, random 32×32 crops of the dense output, 10 epochs but at most 600
+    /// it): 128×128 images, random 32×32 crops of the dense output, 20 epochs but at most 600
     /// steps, a higher learning rate for the shorter schedule, at most 200 training images.
     pub fn cpu() -> Self {
         Self {
             preset: Preset::Cpu,
             image_size: 128,
-            epochs: 10,
+            epochs: 20,
             max_steps: 600,
             crop: 32,
             max_train_images: 200,

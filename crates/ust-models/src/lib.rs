@@ -17,7 +17,8 @@ pub mod dense;
 pub mod efficientnet_lite;
 pub mod error;
 pub mod patch_net;
-pub mod pool;
+/// 2×2 max pooling, implemented in `ust-conv` beside the convolution (re-exported).
+pub use ust_conv::pool;
 pub mod resnet;
 
 #[cfg(test)]

@@ -1,15 +1,20 @@
-//! ResNet-18 (the paper's distillation backbone, METHOD.md §4), built by candle-transformers, with
-//! an offline-first resolution of its weights: an explicit local path, else the local Hugging
+//! ResNet-18 (the paper's distillation backbone, METHOD.md §4), inference only, with an
+//! offline-first resolution of its weights: an explicit local path, else the local Hugging
 //! Face cache, else (when allowed) a download through hf-hub.
 //!
 //! Weights use torchvision's parameter names (`conv1.weight`, `bn1.running_mean`,
 //! `layer1.0.conv1.weight`, `layer2.0.downsample.0.weight`, …); the `fc` layer is not needed.
 //! Input normalisation is ImageNet's mean/std on [0, 1] RGB.
+//!
+//! The network is written here (a few dozen lines) rather than taken from candle-transformers,
+//! whose 80 000 lines of other models made up a large part of the cold release build that
+//! `ust demo` starts with; a test checks it against candle-transformers' ResNet-18 (a
+//! dev-dependency only).
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Func, VarBuilder};
+use candle_core::{D, DType, Device, Module, Tensor};
+use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, ModuleT, VarBuilder};
 
 use crate::backbone::Backbone;
 use crate::error::{ModelError, Result};
@@ -220,10 +225,132 @@ impl ResNet18Config {
     }
 }
 
+/// A 3×3/1×1 convolution without bias followed by inference-mode batch normalisation.
+#[derive(Debug, Clone)]
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    /// `conv` and `bn` are the parameter prefixes (torchvision names them `conv1`/`bn1`, or
+    /// `downsample.0`/`downsample.1`).
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        conv: VarBuilder,
+        bn: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let cfg = Conv2dConfig {
+            padding: kernel / 2,
+            stride,
+            ..Default::default()
+        };
+        Ok(Self {
+            conv: candle_nn::conv2d_no_bias(c_in, c_out, kernel, cfg, conv)?,
+            bn: candle_nn::batch_norm(c_out, 1e-5, bn)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.bn.forward_t(&x.apply(&self.conv)?, false)
+    }
+}
+
+/// ResNet's basic block: two 3×3 conv-BN pairs and a shortcut (1×1 conv-BN where the shape
+/// changes).
+#[derive(Debug, Clone)]
+struct BasicBlock {
+    first: ConvBn,
+    second: ConvBn,
+    shortcut: Option<ConvBn>,
+}
+
+impl BasicBlock {
+    fn new(c_in: usize, c_out: usize, stride: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let shortcut = if stride != 1 || c_in != c_out {
+            let ds = vb.pp("downsample");
+            Some(ConvBn::new(c_in, c_out, 1, stride, ds.pp("0"), ds.pp("1"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            first: ConvBn::new(c_in, c_out, 3, stride, vb.pp("conv1"), vb.pp("bn1"))?,
+            second: ConvBn::new(c_out, c_out, 3, 1, vb.pp("conv2"), vb.pp("bn2"))?,
+            shortcut,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.second.forward(&self.first.forward(x)?.relu()?)?;
+        let skip = match &self.shortcut {
+            Some(s) => s.forward(x)?,
+            None => x.clone(),
+        };
+        (skip + y)?.relu()
+    }
+}
+
+/// ResNet-18 up to the global average pool (He et al. 2016; torchvision's layout).
+#[derive(Debug, Clone)]
+struct ResNet18Trunk {
+    stem: ConvBn,
+    blocks: Vec<BasicBlock>,
+}
+
+impl ResNet18Trunk {
+    fn new(vb: VarBuilder) -> candle_core::Result<Self> {
+        let stem_cfg = Conv2dConfig {
+            padding: 3,
+            stride: 2,
+            ..Default::default()
+        };
+        let stem = ConvBn {
+            conv: candle_nn::conv2d_no_bias(3, 64, 7, stem_cfg, vb.pp("conv1"))?,
+            bn: candle_nn::batch_norm(64, 1e-5, vb.pp("bn1"))?,
+        };
+        let mut blocks = Vec::with_capacity(8);
+        let mut c_in = 64;
+        for (stage, c_out) in [64, 128, 256, 512].into_iter().enumerate() {
+            let stage_vb = vb.pp(format!("layer{}", stage + 1));
+            for index in 0..2 {
+                let stride = if index == 0 && stage > 0 { 2 } else { 1 };
+                blocks.push(BasicBlock::new(c_in, c_out, stride, stage_vb.pp(index))?);
+                c_in = c_out;
+            }
+        }
+        Ok(Self { stem, blocks })
+    }
+}
+
+impl Module for ResNet18Trunk {
+    /// # Shapes
+    /// (N, 3, H, W) -> (N, 512)
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let _ = x.dims4()?;
+        // 3×3/2 max pooling with one pixel of padding. The input is a ReLU output (≥ 0) and
+        // every window holds at least one real pixel, so zero padding gives the same maxima
+        // as torchvision's −∞ padding.
+        let mut x = self
+            .stem
+            .forward(x)?
+            .relu()?
+            .pad_with_zeros(D::Minus1, 1, 1)?
+            .pad_with_zeros(D::Minus2, 1, 1)?
+            .max_pool2d_with_stride(3, 2)?;
+        for block in &self.blocks {
+            x = block.forward(&x)?;
+        }
+        x.mean(D::Minus1)?.mean(D::Minus1)
+    }
+}
+
 /// ResNet-18 without its classification layer: 512-d pooled features.
 pub struct ResNet18 {
     config: ResNet18Config,
-    trunk: Func<'static>,
+    trunk: ResNet18Trunk,
     mean: Tensor,
     std: Tensor,
 }
@@ -242,7 +369,7 @@ impl ResNet18 {
     pub fn new(config: ResNet18Config, vb: VarBuilder<'static>) -> Result<Self> {
         config.check()?;
         let device = vb.device().clone();
-        let trunk = candle_transformers::models::resnet::resnet18_no_final_layer(vb)?;
+        let trunk = ResNet18Trunk::new(vb)?;
         Ok(Self {
             config,
             trunk,
@@ -312,8 +439,8 @@ mod tests {
     fn write_random_resnet18(path: &Path) {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        // Building through a VarMap creates every parameter candle's resnet18 asks for.
-        let _ = candle_transformers::models::resnet::resnet18_no_final_layer(vb).unwrap();
+        // Building through a VarMap creates every parameter the network asks for.
+        let _ = ResNet18Trunk::new(vb).unwrap();
         let mut tensors: HashMap<String, Tensor> = varmap
             .data()
             .lock()
@@ -370,6 +497,43 @@ mod tests {
         assert!(v.iter().any(|x| *x > 0.0));
         // Different patches give different features.
         assert_ne!(v[..512], v[512..]);
+    }
+
+    #[test]
+    fn trunk_matches_candle_transformers_resnet18() {
+        // Same random weights (positive running variances) through both implementations, on
+        // an odd input size that exercises the padding of every stride-2 layer.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resnet18.safetensors");
+        write_random_resnet18(&path);
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let ours = ResNet18Trunk::new(vb.clone()).unwrap();
+        let theirs = candle_transformers::models::resnet::resnet18_no_final_layer(vb).unwrap();
+        let x = Tensor::randn(0f32, 1f32, (2, 3, 45, 37), &Device::Cpu).unwrap();
+        let a = ours.forward(&x).unwrap();
+        let b = theirs.forward(&x).unwrap();
+        assert_eq!(a.dims(), &[2, 512]);
+        let diff = (a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(scale > 0.0);
+        assert!(
+            diff <= 1e-4 * scale.max(1.0),
+            "max |diff| {diff} (scale {scale})"
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ struct QualityReport {
     seconds: f64,
 }
 
-fn seeded_subset(n: usize, k: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn seeded_subset(n: usize, k: usize, seed: u64) -> Vec<usize> {
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
     let mut idx: Vec<usize> = (0..n).collect();

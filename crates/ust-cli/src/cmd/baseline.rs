@@ -1,0 +1,437 @@
+//! `ust baseline dense`: one cell of Table 1 for a baseline (METHOD.md §8) — a shallow or
+//! neural model fitted on the teacher's dense descriptors of a category's `train/good` images,
+//! scoring every pixel of every test image, evaluated as `ust evaluate` does (AU-PRO up to FPR
+//! 0.3, pixel AUROC, image AUROC with the max reducer, maps resized back to each image's size).
+//!
+//! Pipeline: images resized to the preset's side (the students' `image_size`: paper 256, cpu
+//! 128, smoke 40) exactly as the student pipeline loads them; the teacher's dense descriptors of
+//! every training image (at most `max_train_images`, a seeded subset) are each standardised
+//! per dimension with μ, σ over all of those descriptors (the students' targets, METHOD.md §5;
+//! chosen so that every method sees the space the students regress); a seeded subset of at
+//! most `max_train_vectors` descriptor vectors (`ust_baselines::subsample_indices` over the
+//! concatenation of all pixels of all images) is fitted; test descriptors are standardised
+//! with the same μ, σ.
+//!
+//! Presets (caps on training images / training vectors per method):
+//!
+//! | preset | image side | training images | knn | kmeans | ocsvm | pca | ae, vae |
+//! |---|---|---|---|---|---|---|---|
+//! | paper | 256 | all | 50 000 | 100 000 | 5 000 | 100 000 | all |
+//! | cpu | 128 | ≤ 64 | 10 000 | 50 000 | 2 000 | 50 000 | 50 000 |
+//! | smoke | 40 | all | 2 000 | 2 000 | 500 | 2 000 | 2 000 |
+//!
+//! The paper caps are `BaselineConfig::paper`'s; the AE and VAE see all descriptors there, as
+//! METHOD.md §8 says (n × 128 × 4 bytes of memory). knn, kmeans and ocsvm run after PCA keeping
+//! 95 % of the variance; `pca` scores PCA's own squared reconstruction error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use candle_core::Tensor;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use ust_baselines::{
+    DescriptorMethod, DescriptorModel, RowSubset, Standardization, Standardizer,
+    dense_maps_to_rows, derive_seed,
+};
+use ust_data::image_io::load_rgb;
+use ust_data::{LoadedImage, MvtecCategory, Size};
+use ust_detector::student::MIN_TARGET_STD;
+use ust_detector::{Device, Prediction, StudentTrainingConfig, find_default_teacher};
+use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator};
+use ust_models::{DenseConfig, DenseExtractor};
+
+use super::bench::peak_rss_mib;
+use super::predict::original_size_map;
+use super::teacher::PresetArg;
+use super::train::category_dir;
+
+#[derive(Subcommand, Debug)]
+pub enum BaselineCommand {
+    /// Table 1 baseline on one MVTec-layout category: fit on the teacher's dense descriptors
+    /// of train/good, score every test pixel, report AU-PRO, pixel and image AUROC.
+    Dense(DenseArgs),
+}
+
+/// The methods, as command-line values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodArg {
+    Knn,
+    Kmeans,
+    Ocsvm,
+    Pca,
+    Ae,
+    Vae,
+}
+
+impl From<MethodArg> for DescriptorMethod {
+    fn from(m: MethodArg) -> Self {
+        match m {
+            MethodArg::Knn => DescriptorMethod::Knn,
+            MethodArg::Kmeans => DescriptorMethod::KMeans,
+            MethodArg::Ocsvm => DescriptorMethod::OcSvm,
+            MethodArg::Pca => DescriptorMethod::Pca,
+            MethodArg::Ae => DescriptorMethod::Ae,
+            MethodArg::Vae => DescriptorMethod::Vae,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DenseArgs {
+    /// An MVTec-layout root (with --category) or one category folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The category under --data.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// The baseline.
+    #[arg(long, value_enum)]
+    pub method: MethodArg,
+    /// Receptive field of the shipped teacher [default: 65, or the --teacher file's].
+    #[arg(long)]
+    pub p: Option<usize>,
+    /// A teacher file instead of the shipped models/teacher-p<P>.safetensors.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Image side and caps (see the command's documentation).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub preset: PresetArg,
+    /// Seed of the image and vector subsets and of the methods.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The report folder (report.json, report.md).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Caps of one preset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DensePreset {
+    pub image_size: usize,
+    /// 0: all.
+    pub max_train_images: usize,
+    pub max_train_vectors: Option<usize>,
+}
+
+/// The caps of `preset` for `method` (the table in the module documentation).
+pub fn dense_preset(preset: PresetArg, method: DescriptorMethod) -> DensePreset {
+    use DescriptorMethod as M;
+    let image_size = StudentTrainingConfig::preset(preset.into()).image_size;
+    let (max_train_images, max_train_vectors) = match preset {
+        PresetArg::Paper => (
+            0,
+            match method {
+                M::Knn => Some(50_000),
+                M::KMeans | M::Pca => Some(100_000),
+                M::OcSvm => Some(5_000),
+                M::Ae | M::Vae => None,
+            },
+        ),
+        PresetArg::Cpu => (
+            64,
+            Some(match method {
+                M::Knn => 10_000,
+                M::OcSvm => 2_000,
+                M::KMeans | M::Pca | M::Ae | M::Vae => 50_000,
+            }),
+        ),
+        PresetArg::Smoke => (
+            0,
+            Some(match method {
+                M::OcSvm => 500,
+                _ => 2_000,
+            }),
+        ),
+    };
+    DensePreset {
+        image_size,
+        max_train_images,
+        max_train_vectors,
+    }
+}
+
+/// `report.json` of `ust baseline dense` (field names are a contract with the experiment
+/// runner).
+#[derive(Debug, Clone, Serialize)]
+pub struct DenseBaselineReport {
+    pub kind: String,
+    pub data: String,
+    pub category: String,
+    pub method: String,
+    pub p: usize,
+    pub preset: String,
+    pub seed: u64,
+    pub teacher: String,
+    pub image_size: usize,
+    pub train_images: usize,
+    pub train_vectors: usize,
+    pub test_images: usize,
+    pub au_pro: f64,
+    pub pixel_auroc: f64,
+    pub image_auroc: Option<f64>,
+    /// Seconds fitting the method (PCA included) on the training vectors.
+    pub fit_s: f64,
+    /// Seconds extracting, scoring and evaluating the test images.
+    pub score_s: f64,
+    pub total_s: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+pub fn run(command: BaselineCommand) -> Result<ExitCode> {
+    match command {
+        BaselineCommand::Dense(args) => {
+            let report = dense(&args)?;
+            println!("{}", dense_markdown(&report));
+            println!("report: {}", args.out.join("report.json").display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The teacher file and its receptive field: `--teacher` (checked against `--p` when both are
+/// given) or the shipped one for `--p` (default `default_p`).
+pub(crate) fn resolve_teacher(
+    teacher: Option<&Path>,
+    p: Option<usize>,
+    default_p: usize,
+) -> Result<(PathBuf, usize)> {
+    match teacher {
+        Some(t) => {
+            let arch = ust_models::PatchNet::read_config(t)
+                .with_context(|| format!("reading the teacher {}", t.display()))?;
+            if let Some(p) = p
+                && p != arch.patch_size
+            {
+                bail!(
+                    "{} is a p={} teacher but --p is {p}",
+                    t.display(),
+                    arch.patch_size
+                );
+            }
+            Ok((t.to_path_buf(), arch.patch_size))
+        }
+        None => {
+            let p = p.unwrap_or(default_p);
+            Ok((find_default_teacher(p)?, p))
+        }
+    }
+}
+
+/// Writes `text` to `path` atomically (a temporary file beside it, then a rename).
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Dense descriptors of one image (1, 3, S, S) as standardised rows (S·S, d).
+fn standardised_rows(
+    teacher: &DenseExtractor,
+    image: &LoadedImage,
+    stats: &Standardization,
+    device: &Device,
+) -> Result<ust_baselines::ndarray::Array2<f32>> {
+    let x = image.image.to_tensor(device)?.unsqueeze(0)?;
+    let y = teacher.extract(&x)?;
+    let mut rows = dense_maps_to_rows(&y)?;
+    stats.apply(rows.view_mut())?;
+    Ok(rows)
+}
+
+/// Runs the baseline and writes the report; returns it.
+pub fn dense(args: &DenseArgs) -> Result<DenseBaselineReport> {
+    let started = Instant::now();
+    let device = Device::Cpu;
+    let method = DescriptorMethod::from(args.method);
+    let data = category_dir(&args.data, args.category.as_deref())?;
+    let category =
+        MvtecCategory::open(&data).with_context(|| format!("opening {}", data.display()))?;
+    if category.train_images().is_empty() {
+        bail!("{}: train/good holds no images", data.display());
+    }
+    if category.test_samples().is_empty() {
+        bail!("{}: test/ holds no images", data.display());
+    }
+    let (teacher_path, p) = resolve_teacher(args.teacher.as_deref(), args.p, 65)?;
+    let teacher_net = ust_detector::load_teacher(&teacher_path, &device)
+        .with_context(|| format!("loading the teacher {}", teacher_path.display()))?;
+    let teacher = DenseExtractor::new(teacher_net.detach(), DenseConfig::default());
+    let d = teacher.net().descriptor_dim();
+    let preset = dense_preset(args.preset, method);
+    let s = preset.image_size;
+    let size = Some(Size::new(s as u32, s as u32));
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    // Training images: all of train/good, or a seeded subset.
+    let mut train_paths = category.train_images().to_vec();
+    if let Some(idx) = ust_baselines::subsample_indices(
+        train_paths.len(),
+        (preset.max_train_images > 0).then_some(preset.max_train_images),
+        derive_seed(args.seed, 101),
+    ) {
+        train_paths = idx.into_iter().map(|i| train_paths[i].clone()).collect();
+    }
+    tracing::info!(
+        images = train_paths.len(),
+        p,
+        size = s,
+        "teacher descriptors of the training images"
+    );
+    let pixels = s * s;
+    let mut stats = Standardizer::new(d);
+    let mut subset = RowSubset::new(
+        train_paths.len() * pixels,
+        preset.max_train_vectors,
+        derive_seed(args.seed, 102),
+        d,
+    );
+    for path in &train_paths {
+        let image = load_rgb(path, size).with_context(|| format!("loading {}", path.display()))?;
+        let x = image.image.to_tensor(&device)?.unsqueeze(0)?;
+        let y: Tensor = teacher.extract(&x)?;
+        stats.add_planes(&y.flatten_all()?.to_vec1::<f32>()?, pixels)?;
+        subset.push(dense_maps_to_rows(&y)?.view())?;
+    }
+    let stats = stats.finish(MIN_TARGET_STD)?;
+    let mut train = subset.finish()?;
+    stats.apply(train.view_mut())?;
+    let train_vectors = train.nrows();
+
+    tracing::info!(method = %method, vectors = train_vectors, "fitting");
+    let fit_start = Instant::now();
+    let model = DescriptorModel::fit(method, train.view(), args.seed)
+        .with_context(|| format!("fitting {method} on {train_vectors} descriptors"))?;
+    let fit_s = fit_start.elapsed().as_secs_f64();
+    drop(train);
+
+    let score_start = Instant::now();
+    let mut evaluator = SegmentationEvaluator::new(0.3, ImageReducer::Max)?;
+    let samples = category.test_samples();
+    let bar = indicatif::ProgressBar::new(samples.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "baseline {elapsed_precise} [{bar:30}] {pos}/{len} images (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    for sample in samples {
+        let image = load_rgb(&sample.path, size)
+            .with_context(|| format!("loading {}", sample.path.display()))?;
+        let rows = standardised_rows(&teacher, &image, &stats, &device)
+            .with_context(|| format!("describing {}", sample.path.display()))?;
+        let scores = model
+            .score(rows.view())
+            .with_context(|| format!("scoring {}", sample.path.display()))?;
+        let prediction = Prediction {
+            model_scores: Vec::new(),
+            per_scale: Vec::new(),
+            model_size: s,
+            image,
+        };
+        let map = original_size_map(&prediction, &scores)?;
+        let mask = match &sample.mask_path {
+            Some(_) => Some(sample.load_mask()?),
+            None => None,
+        };
+        let plane = Plane::new(&map.data, map.width, map.height)?;
+        let mask_plane = match &mask {
+            Some(m) => {
+                if (m.width(), m.height()) != (map.width, map.height) {
+                    bail!(
+                        "{}: mask is {}x{}, the image {}x{}",
+                        sample
+                            .mask_path
+                            .as_deref()
+                            .unwrap_or(Path::new("?"))
+                            .display(),
+                        m.width(),
+                        m.height(),
+                        map.width,
+                        map.height
+                    );
+                }
+                Some(Plane::new(m.data(), m.width(), m.height())?)
+            }
+            None => None,
+        };
+        evaluator
+            .push(plane, mask_plane)
+            .with_context(|| format!("evaluating {}", sample.path.display()))?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let scores = evaluator.finish()?;
+    let score_s = score_start.elapsed().as_secs_f64();
+    let report = DenseBaselineReport {
+        kind: "dense_baseline".into(),
+        data: args.data.display().to_string(),
+        category: category.name().to_string(),
+        method: method.name().into(),
+        p,
+        preset: ust_detector::Preset::from(args.preset).to_string(),
+        seed: args.seed,
+        teacher: teacher_path.display().to_string(),
+        image_size: s,
+        train_images: train_paths.len(),
+        train_vectors,
+        test_images: samples.len(),
+        au_pro: scores.au_pro,
+        pixel_auroc: scores.pixel_auroc,
+        image_auroc: scores.image_auroc,
+        fit_s,
+        score_s,
+        total_s: started.elapsed().as_secs_f64(),
+        peak_rss_mib: peak_rss_mib(),
+    };
+    std::fs::write(args.out.join("report.md"), dense_markdown(&report))
+        .with_context(|| format!("writing {}", args.out.join("report.md").display()))?;
+    write_atomic(
+        &args.out.join("report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(report)
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into())
+}
+
+/// The report as Markdown.
+pub fn dense_markdown(r: &DenseBaselineReport) -> String {
+    format!(
+        "# Dense baseline: {method} on {category}\n\n\
+         - data: `{data}`; teacher `{teacher}` (p = {p}); preset {preset}, images at {s}×{s}, \
+         seed {seed}\n\
+         - fitted on {tv} descriptor vectors of {ti} training images; {te} test images\n\
+         - fit {fit:.1} s, test extraction + scoring + evaluation {score:.1} s, total {total:.1} s{rss}\n\n\
+         | method | AU-PRO (FPR ≤ 0.3) | pixel AUROC | image AUROC (max) |\n|---|---|---|---|\n\
+         | {method} | {aupro:.4} | {pix:.4} | {img} |\n",
+        method = r.method,
+        category = r.category,
+        data = r.data,
+        teacher = r.teacher,
+        p = r.p,
+        preset = r.preset,
+        s = r.image_size,
+        seed = r.seed,
+        tv = r.train_vectors,
+        ti = r.train_images,
+        te = r.test_images,
+        fit = r.fit_s,
+        score = r.score_s,
+        total = r.total_s,
+        rss = r
+            .peak_rss_mib
+            .map(|m| format!("; peak memory {m:.0} MiB"))
+            .unwrap_or_default(),
+        aupro = r.au_pro,
+        pix = r.pixel_auroc,
+        img = fmt_opt(r.image_auroc),
+    )
+}

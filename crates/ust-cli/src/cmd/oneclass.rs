@@ -1,0 +1,411 @@
+//! `ust oneclass`: one cell of Table 2 — one-class MNIST or CIFAR-10 AUROC for one normal class
+//! and one method (METHOD.md §7): train on the training images of class K only, test on the test
+//! set with K normal and the nine other classes anomalous, AUROC of the image score. Images
+//! are resized (bilinear, grey replicated to RGB) to the teacher's p×p, so each image has one
+//! teacher descriptor.
+//!
+//! Methods: `students` (M students regressing the teacher's standardised descriptor, score =
+//! normalised regression error + normalised predictive variance with the four statistics from
+//! held-out validation images of class K; `ust_detector::one_class`), and the baselines `knn`,
+//! `kmeans`, `ocsvm` (after PCA keeping 95 % of the variance), `pca` (PCA reconstruction error),
+//! `ae`, `vae` (all dimensions), fitted on the standardised teacher descriptors of class K's
+//! training images (μ, σ per dimension over those descriptors, as the students' targets).
+//!
+//! Presets:
+//!
+//! | preset | test images | students: training / validation images | students: schedule | baselines: training images |
+//! |---|---|---|---|---|
+//! | paper | all 10 000 | 90 % / 10 % of class K (seeded) | M = 5, batch 1, 100 epochs, lr 1e-4 | all of class K (OC-SVM: ≤ 5 000) |
+//! | cpu | 2 000, a seeded random subset (not stratified) | ≤ 300 / ≤ 200 of the 90 % / 10 % split | M = 5, batch 16, 6 epochs, lr 5e-4 | ≤ 1 000 (seeded) |
+//! | smoke | all | 75 % / 25 % | M = 2, batch 4, 10 epochs, lr 1e-3 | all |
+//!
+//! Weight decay 1e-5 and Adam β = (0.9, 0.999) everywhere.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use candle_core::Tensor;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use ust_baselines::{DescriptorMethod, DescriptorModel, Standardizer, derive_seed};
+use ust_data::{LabeledImages, OneClassSplit, Size};
+use ust_detector::student::MIN_TARGET_STD;
+use ust_detector::{Device, OneClassStudentConfig, OneClassStudents, Preset};
+use ust_models::PatchNet;
+
+use super::baseline::{resolve_teacher, write_atomic};
+use super::bench::peak_rss_mib;
+use super::quality::seeded_subset;
+use super::teacher::PresetArg;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetArg {
+    Mnist,
+    Cifar10,
+}
+
+impl DatasetArg {
+    fn name(self) -> &'static str {
+        match self {
+            DatasetArg::Mnist => "mnist",
+            DatasetArg::Cifar10 => "cifar10",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OneClassMethodArg {
+    Students,
+    Knn,
+    Kmeans,
+    Ocsvm,
+    Pca,
+    Ae,
+    Vae,
+}
+
+impl OneClassMethodArg {
+    fn descriptor_method(self) -> Option<DescriptorMethod> {
+        match self {
+            Self::Students => None,
+            Self::Knn => Some(DescriptorMethod::Knn),
+            Self::Kmeans => Some(DescriptorMethod::KMeans),
+            Self::Ocsvm => Some(DescriptorMethod::OcSvm),
+            Self::Pca => Some(DescriptorMethod::Pca),
+            Self::Ae => Some(DescriptorMethod::Ae),
+            Self::Vae => Some(DescriptorMethod::Vae),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        self.descriptor_method()
+            .map_or("students", DescriptorMethod::name)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OneclassArgs {
+    /// The dataset.
+    #[arg(long, value_enum)]
+    pub dataset: DatasetArg,
+    /// Its folder [default: $UST_SHARED/data/mnist for MNIST; data/cifar-10 (`just
+    /// unpack-cifar`) for CIFAR-10].
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// The normal class (0–9).
+    #[arg(long)]
+    pub class: u8,
+    /// students or a baseline.
+    #[arg(long, value_enum)]
+    pub method: OneClassMethodArg,
+    /// A teacher file [default: the shipped models/teacher-p33.safetensors].
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Sizes of the subsets and the students' schedule (see the command's documentation).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub preset: PresetArg,
+    /// Seed of the subsets, the split and the methods.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The report folder (report.json, report.md).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Subset sizes of one preset (0: all).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OneClassPreset {
+    pub test_images: usize,
+    pub validation_fraction: f64,
+    pub student_train_images: usize,
+    pub student_validation_images: usize,
+    pub baseline_train_images: usize,
+}
+
+/// The subset sizes of `preset` (the table in the module documentation).
+pub fn oneclass_preset(preset: PresetArg) -> OneClassPreset {
+    match preset {
+        PresetArg::Paper => OneClassPreset {
+            test_images: 0,
+            validation_fraction: 0.1,
+            student_train_images: 0,
+            student_validation_images: 0,
+            baseline_train_images: 0,
+        },
+        PresetArg::Cpu => OneClassPreset {
+            test_images: 2000,
+            validation_fraction: 0.1,
+            student_train_images: 300,
+            student_validation_images: 200,
+            baseline_train_images: 1000,
+        },
+        PresetArg::Smoke => OneClassPreset {
+            test_images: 0,
+            validation_fraction: 0.25,
+            student_train_images: 0,
+            student_validation_images: 0,
+            baseline_train_images: 0,
+        },
+    }
+}
+
+/// `report.json` of `ust oneclass` (field names are a contract with the experiment runner).
+#[derive(Debug, Clone, Serialize)]
+pub struct OneClassReport {
+    pub kind: String,
+    pub dataset: String,
+    pub class: u8,
+    pub method: String,
+    pub teacher: String,
+    pub p: usize,
+    pub preset: String,
+    pub seed: u64,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub auroc: f64,
+    pub total_s: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+pub fn run(args: OneclassArgs) -> Result<ExitCode> {
+    let report = oneclass(&args)?;
+    println!("{}", markdown(&report));
+    println!("report: {}", args.out.join("report.json").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `items` itself, or a seeded subset of at most `max` of them (0: all), in order.
+fn capped(items: &[usize], max: usize, seed: u64) -> Vec<usize> {
+    if max == 0 || items.len() <= max {
+        return items.to_vec();
+    }
+    seeded_subset(items.len(), max, seed)
+        .into_iter()
+        .map(|i| items[i])
+        .collect()
+}
+
+/// The train and test sets of the dataset.
+fn load_dataset(args: &OneclassArgs) -> Result<(LabeledImages, LabeledImages)> {
+    match args.dataset {
+        DatasetArg::Mnist => {
+            let dir = args
+                .root
+                .clone()
+                .unwrap_or_else(|| ust_detector::config::shared_dir().join("data/mnist"));
+            if !dir.is_dir() {
+                bail!(
+                    "MNIST folder {} does not exist (pass --root DIR holding the four idx files, \
+                     or set UST_SHARED)",
+                    dir.display()
+                );
+            }
+            let m = ust_data::mnist::load_mnist(&dir)
+                .with_context(|| format!("reading MNIST from {}", dir.display()))?;
+            Ok((m.train, m.test))
+        }
+        DatasetArg::Cifar10 => {
+            let dir = match &args.root {
+                Some(d) => d.clone(),
+                None => {
+                    let rel = std::path::Path::new("data/cifar-10");
+                    ust_detector::models_dir::find_in_project(rel)
+                        .unwrap_or_else(|| rel.to_path_buf())
+                }
+            };
+            if !dir.is_dir() {
+                bail!(
+                    "CIFAR-10 folder {} does not exist (run `just unpack-cifar`, or pass --root \
+                     DIR with the binary batches or train/<class>/ and test/<class>/)",
+                    dir.display()
+                );
+            }
+            let c = ust_data::cifar::load_cifar10(&dir)
+                .with_context(|| format!("reading CIFAR-10 from {}", dir.display()))?;
+            Ok((c.train, c.test))
+        }
+    }
+}
+
+/// Images `idx` of `set` resized to p×p, as one (N, 3, p, p) tensor.
+fn images_tensor(set: &LabeledImages, idx: &[usize], p: usize, device: &Device) -> Result<Tensor> {
+    let size = Some(Size::new(p as u32, p as u32));
+    let images: Vec<_> = idx.iter().map(|&i| set.image_rgb(i, size)).collect();
+    Ok(ust_data::batch_to_tensor(&images, device)?)
+}
+
+/// Teacher descriptors of `images` (N, 3, p, p) as an (N, d) ndarray matrix.
+fn descriptors(teacher: &PatchNet, images: &Tensor) -> Result<ust_baselines::ndarray::Array2<f32>> {
+    let n = images.dim(0)?;
+    let d = teacher.descriptor_dim();
+    let mut out = Vec::with_capacity(n * d);
+    for start in (0..n).step_by(256) {
+        let len = 256.min(n - start);
+        let y = teacher.descriptors(&images.narrow(0, start, len)?)?;
+        out.extend(y.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(ust_baselines::ndarray::Array2::from_shape_vec((n, d), out)?)
+}
+
+/// Runs the cell and writes the report; returns it.
+pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
+    let started = Instant::now();
+    let device = Device::Cpu;
+    if args.class > 9 {
+        bail!(
+            "--class {} is not a class of {} (0–9)",
+            args.class,
+            args.dataset.name()
+        );
+    }
+    let (teacher_path, p) = resolve_teacher(args.teacher.as_deref(), None, 33)?;
+    let teacher = ust_detector::load_teacher(&teacher_path, &device)
+        .with_context(|| format!("loading the teacher {}", teacher_path.display()))?
+        .detach();
+    let (train_set, test_set) = load_dataset(args)?;
+    let preset = oneclass_preset(args.preset);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let split = OneClassSplit::new(
+        &train_set,
+        &test_set,
+        args.class,
+        preset.validation_fraction,
+        derive_seed(args.seed, 201),
+    )
+    .with_context(|| format!("class {} of {}", args.class, args.dataset.name()))?;
+    let test_idx = capped(&split.test, preset.test_images, derive_seed(args.seed, 202));
+    let anomalous: Vec<bool> = test_idx
+        .iter()
+        .map(|&i| test_set.labels[i] != args.class)
+        .collect();
+    if anomalous.iter().all(|&a| a) || anomalous.iter().all(|&a| !a) {
+        bail!(
+            "the {} test images hold {} of class {}: AUROC needs both normal and anomalous images",
+            test_idx.len(),
+            anomalous.iter().filter(|&&a| !a).count(),
+            args.class
+        );
+    }
+    let test = images_tensor(&test_set, &test_idx, p, &device)?;
+
+    let (train_images, scores) = match args.method.descriptor_method() {
+        None => {
+            let train_idx = capped(
+                &split.train,
+                preset.student_train_images,
+                derive_seed(args.seed, 203),
+            );
+            let val_idx = capped(
+                &split.validation,
+                preset.student_validation_images,
+                derive_seed(args.seed, 204),
+            );
+            if val_idx.is_empty() {
+                bail!(
+                    "class {} has too few training images to hold out validation images",
+                    args.class
+                );
+            }
+            let config = OneClassStudentConfig {
+                seed: args.seed,
+                ..OneClassStudentConfig::preset(Preset::from(args.preset))
+            };
+            tracing::info!(
+                train = train_idx.len(),
+                validation = val_idx.len(),
+                students = config.students,
+                epochs = config.epochs,
+                "training one-class students"
+            );
+            let students = OneClassStudents::train(
+                &config,
+                &teacher,
+                &images_tensor(&train_set, &train_idx, p, &device)?,
+                &images_tensor(&train_set, &val_idx, p, &device)?,
+                &device,
+            )
+            .context("training the students")?;
+            (train_idx.len(), students.scores(&test)?)
+        }
+        Some(method) => {
+            // The baselines use every training image of the class (the validation split is
+            // the students' concern).
+            let all: Vec<usize> = train_set.indices_of_class(args.class);
+            let mut cap = preset.baseline_train_images;
+            if args.preset == PresetArg::Paper
+                && let Some(kind) = method.kind()
+                && let Some(m) = ust_baselines::BaselineConfig::paper(kind).max_train_vectors
+            {
+                cap = if cap == 0 { m } else { cap.min(m) };
+            }
+            let train_idx = capped(&all, cap, derive_seed(args.seed, 205));
+            let mut train = descriptors(
+                &teacher,
+                &images_tensor(&train_set, &train_idx, p, &device)?,
+            )?;
+            let mut stats = Standardizer::new(train.ncols());
+            stats.add_rows(train.view())?;
+            let stats = stats.finish(MIN_TARGET_STD)?;
+            stats.apply(train.view_mut())?;
+            let model = DescriptorModel::fit(method, train.view(), args.seed)
+                .with_context(|| format!("fitting {method} on {} descriptors", train.nrows()))?;
+            let mut test_rows = descriptors(&teacher, &test)?;
+            stats.apply(test_rows.view_mut())?;
+            (train_idx.len(), model.score(test_rows.view())?)
+        }
+    };
+    let auroc = ust_metrics::auroc(&scores, &anomalous)?;
+    let report = OneClassReport {
+        kind: "one_class".into(),
+        dataset: args.dataset.name().into(),
+        class: args.class,
+        method: args.method.name().into(),
+        teacher: teacher_path.display().to_string(),
+        p,
+        preset: Preset::from(args.preset).to_string(),
+        seed: args.seed,
+        train_images,
+        test_images: test_idx.len(),
+        auroc,
+        total_s: started.elapsed().as_secs_f64(),
+        peak_rss_mib: peak_rss_mib(),
+    };
+    std::fs::write(args.out.join("report.md"), markdown(&report))
+        .with_context(|| format!("writing {}", args.out.join("report.md").display()))?;
+    write_atomic(
+        &args.out.join("report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(report)
+}
+
+/// The report as Markdown.
+pub fn markdown(r: &OneClassReport) -> String {
+    format!(
+        "# One-class {dataset}: class {class}, {method}\n\n\
+         - teacher `{teacher}` (p = {p}); preset {preset}, seed {seed}\n\
+         - {train} training images of class {class}; {test} test images (class {class} normal, \
+         the others anomalous)\n\
+         - total {total:.1} s{rss}\n\n\
+         | dataset | class | method | AUROC |\n|---|---|---|---|\n\
+         | {dataset} | {class} | {method} | {auroc:.4} |\n",
+        dataset = r.dataset,
+        class = r.class,
+        method = r.method,
+        teacher = r.teacher,
+        p = r.p,
+        preset = r.preset,
+        seed = r.seed,
+        train = r.train_images,
+        test = r.test_images,
+        total = r.total_s,
+        rss = r
+            .peak_rss_mib
+            .map(|m| format!("; peak memory {m:.0} MiB"))
+            .unwrap_or_default(),
+        auroc = r.auroc,
+    )
+}

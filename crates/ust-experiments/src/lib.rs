@@ -1,0 +1,26 @@
+//! Experiments of the paper's tables (Bergmann et al., CVPR 2020, Tables 1–3) declared as TOML
+//! files: the schema and its validation ([`schema`]), resolution against the data and
+//! expansion into independent jobs ([`resolve`]), stable configuration hashes ([`hash`]), the
+//! cell cache and the figures each job reports ([`cell`]), the paper's numbers ([`paper`]) and
+//! the run report ([`report`]). Nothing here runs a job: the `ust experiment` command does,
+//! as subprocesses of the `ust` binary. See this crate's README for the file format.
+
+pub mod cell;
+pub mod error;
+pub mod hash;
+pub mod paper;
+pub mod report;
+pub mod resolve;
+pub mod schema;
+
+pub use cell::{
+    CellFailure, CellResult, CellStatus, Figures, ScoreRow, StepRecord, parse_figures, read_status,
+};
+pub use error::{ExperimentError, Result};
+pub use hash::{FileFingerprint, canonical_json, config_hash, fnv1a64};
+pub use report::{RunMeta, RunResults, render_markdown};
+pub use resolve::{Job, JobKind, Plan, Step, Task, TeacherSource, check_inputs, expand_shared};
+pub use schema::{Experiment, ExperimentFile, Overrides, TableKind};
+
+#[cfg(test)]
+mod tests;
