@@ -40,10 +40,11 @@ use ust_data::image_io::load_rgb;
 use ust_data::{LoadedImage, MvtecCategory, Size};
 use ust_detector::student::MIN_TARGET_STD;
 use ust_detector::{Device, Prediction, StudentTrainingConfig, find_default_teacher};
-use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator};
+use ust_metrics::{ImageReducer, SegmentationEvaluator};
 use ust_models::{DenseConfig, DenseExtractor};
 
 use super::bench::peak_rss_mib;
+use super::evaluate::push_map;
 use super::predict::original_size_map;
 use super::teacher::PresetArg;
 use super::train::category_dir;
@@ -339,30 +340,7 @@ pub fn dense(args: &DenseArgs) -> Result<DenseBaselineReport> {
             Some(_) => Some(sample.load_mask()?),
             None => None,
         };
-        let plane = Plane::new(&map.data, map.width, map.height)?;
-        let mask_plane = match &mask {
-            Some(m) => {
-                if (m.width(), m.height()) != (map.width, map.height) {
-                    bail!(
-                        "{}: mask is {}x{}, the image {}x{}",
-                        sample
-                            .mask_path
-                            .as_deref()
-                            .unwrap_or(Path::new("?"))
-                            .display(),
-                        m.width(),
-                        m.height(),
-                        map.width,
-                        map.height
-                    );
-                }
-                Some(Plane::new(m.data(), m.width(), m.height())?)
-            }
-            None => None,
-        };
-        evaluator
-            .push(plane, mask_plane)
-            .with_context(|| format!("evaluating {}", sample.path.display()))?;
+        push_map(&mut evaluator, &map, mask.as_ref(), &sample)?;
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -151,30 +151,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
             )?);
         }
         for (evaluator, map) in evaluators.iter_mut().zip(&maps) {
-            let plane = Plane::new(&map.data, map.width, map.height)?;
-            let mask_plane = match &mask {
-                Some(m) => {
-                    if (m.width(), m.height()) != (map.width, map.height) {
-                        anyhow::bail!(
-                            "{}: mask is {}x{}, the image {}x{}",
-                            sample
-                                .mask_path
-                                .as_deref()
-                                .unwrap_or(Path::new("?"))
-                                .display(),
-                            m.width(),
-                            m.height(),
-                            map.width,
-                            map.height
-                        );
-                    }
-                    Some(Plane::new(m.data(), m.width(), m.height())?)
-                }
-                None => None,
-            };
-            evaluator
-                .push(plane, mask_plane)
-                .with_context(|| format!("evaluating {}", sample.path.display()))?;
+            push_map(evaluator, map, mask.as_ref(), &sample)?;
         }
         let combined = maps.last().expect("at least one scale");
         let rel = PathBuf::from(&sample.defect_type).join(sample.name());
@@ -303,4 +280,40 @@ pub fn markdown(r: &EvaluationReport) -> String {
     }
     s.push_str("\n![PRO curve](pro-curve.png)\n");
     s
+}
+
+/// Adds one test image's anomaly map (at the image's size) and its ground-truth mask (none for
+/// a good image) to an evaluator; a mask of another size than the map is an error naming the
+/// mask file.
+pub(crate) fn push_map(
+    evaluator: &mut SegmentationEvaluator,
+    map: &ust_data::AnomalyMap,
+    mask: Option<&ust_data::BinaryMask>,
+    sample: &ust_data::TestSample,
+) -> Result<()> {
+    let plane = Plane::new(&map.data, map.width, map.height)?;
+    let mask_plane = match mask {
+        Some(m) => {
+            if (m.width(), m.height()) != (map.width, map.height) {
+                anyhow::bail!(
+                    "{}: mask is {}x{}, the image {}x{}",
+                    sample
+                        .mask_path
+                        .as_deref()
+                        .unwrap_or(Path::new("?"))
+                        .display(),
+                    m.width(),
+                    m.height(),
+                    map.width,
+                    map.height
+                );
+            }
+            Some(Plane::new(m.data(), m.width(), m.height())?)
+        }
+        None => None,
+    };
+    evaluator
+        .push(plane, mask_plane)
+        .with_context(|| format!("evaluating {}", sample.path.display()))?;
+    Ok(())
 }
