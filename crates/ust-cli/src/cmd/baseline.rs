@@ -340,7 +340,7 @@ pub fn dense(args: &DenseArgs) -> Result<DenseBaselineReport> {
             Some(_) => Some(sample.load_mask()?),
             None => None,
         };
-        push_map(&mut evaluator, &map, mask.as_ref(), &sample)?;
+        push_map(&mut evaluator, &map, mask.as_ref(), sample)?;
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -151,7 +151,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
             )?);
         }
         for (evaluator, map) in evaluators.iter_mut().zip(&maps) {
-            push_map(evaluator, map, mask.as_ref(), &sample)?;
+            push_map(evaluator, map, mask.as_ref(), sample)?;
         }
         let combined = maps.last().expect("at least one scale");
         let rel = PathBuf::from(&sample.defect_type).join(sample.name());
