@@ -58,14 +58,34 @@ bench-eval images="200" size="1024":
     cargo run --release -p ust-cli --example make_eval_fixture -- target/bench-eval {{images}} {{size}}
     /usr/bin/time -v cargo run --release -p ust-cli -- eval --dataset target/bench-eval/dataset --maps target/bench-eval/maps
 
+# The table recipes take `data=DIR` and `preset=NAME` as words (`just table1 data=../shared/data/mvtec-layout
+# preset=cpu`); anything else (`--only X`, `--list-jobs`, `--merge`, ...) goes on to `ust experiment`.
+
 # Table 1: students at p = 65 and the shallow baselines, AU-PRO per category of an MVTec-layout root.
-table1 data="data" preset="cpu" *args:
-    cargo run --release -p ust-cli -- experiment experiments/table1.toml --data {{data}} --preset {{preset}} {{args}}
+table1 *args:
+    @just _experiment table1 data {{args}}
 
 # Table 2: one-class MNIST and CIFAR-10 AUROC for the teacher variants and the baselines.
-table2 preset="cpu" *args:
-    cargo run --release -p ust-cli -- experiment experiments/table2.toml --preset {{preset}} {{args}}
+table2 *args:
+    @just _experiment table2 - {{args}}
 
 # Table 3: receptive field ablation, p = 17, 33, 65 and multi-scale per category.
-ablation-p data="data" preset="cpu" *args:
-    cargo run --release -p ust-cli -- experiment experiments/ablation_p.toml --data {{data}} --preset {{preset}} {{args}}
+ablation-p *args:
+    @just _experiment ablation_p data {{args}}
+
+# ust experiment experiments/FILE.toml with data=/preset= words turned into options
+# (default_data "-": the experiment takes no --data).
+_experiment file default_data *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    data="{{default_data}}"; preset=cpu; rest=()
+    for a in {{args}}; do
+        case "$a" in
+            data=*) data="${a#data=}" ;;
+            preset=*) preset="${a#preset=}" ;;
+            *) rest+=("$a") ;;
+        esac
+    done
+    opts=(--preset "$preset")
+    if [ "$data" != "-" ]; then opts+=(--data "$data"); fi
+    cargo run --release -p ust-cli -- experiment "experiments/{{file}}.toml" "${opts[@]}" ${rest[@]+"${rest[@]}"}
