@@ -4,89 +4,19 @@
 //! independently from the TIFF maps `evaluate --save-maps` wrote.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn ust() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ust"))
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{json, run_ok, ust};
 
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A smooth texture with a per-image phase, plus a bright square defect when `defect`.
-fn texture(seed: u32, w: u32, h: u32, defect: Option<(u32, u32, u32)>) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        if let Some((dx, dy, s)) = defect
-            && (dx..dx + s).contains(&x)
-            && (dy..dy + s).contains(&y)
-        {
-            return image::Rgb([250, 250, 250]);
-        }
-        let v = ((x as f32 * 0.7 + seed as f32).sin() * 40.0
-            + (y as f32 * 0.5).cos() * 40.0
-            + 110.0) as u8;
-        image::Rgb([v, v / 2 + 40, 255 - v])
-    })
-}
-
-fn save(img: &image::RgbImage, path: &Path) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    img.save(path).unwrap();
-}
-
-/// `root/widget`: 6 training images (40×40), 2 good and 2 defective test images (44×36, so
-/// maps must come back at a size other than the model's), masks for the defects.
+/// `root/widget`: the shared generated category with 44×36 test images, so maps must come
+/// back at a size other than the model's.
 fn dataset(root: &Path) -> PathBuf {
-    let cat = root.join("widget");
-    for i in 0..6 {
-        save(
-            &texture(i, 40, 40, None),
-            &cat.join(format!("train/good/{i:03}.png")),
-        );
-    }
-    for i in 0..2 {
-        save(
-            &texture(10 + i, 44, 36, None),
-            &cat.join(format!("test/good/{i:03}.png")),
-        );
-        let (dx, dy, s) = (8 + 10 * i, 10, 8);
-        save(
-            &texture(20 + i, 44, 36, Some((dx, dy, s))),
-            &cat.join(format!("test/blob/{i:03}.png")),
-        );
-        let mask = image::GrayImage::from_fn(44, 36, |x, y| {
-            let inside = (dx..dx + s).contains(&x) && (dy..dy + s).contains(&y);
-            image::Luma([if inside { 255 } else { 0 }])
-        });
-        let p = cat.join(format!("ground_truth/blob/{i:03}_mask.png"));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        mask.save(p).unwrap();
-    }
-    cat
+    support::textured_category(root, "widget", 44, 36)
 }
 
 fn random_teacher(path: &Path) {
-    use candle_core::{DType, Device};
-    use candle_nn::{VarBuilder, VarMap};
-    let varmap = VarMap::new();
-    let net = ust_models::PatchNet::new(
-        ust_models::PatchNetConfig::new(17),
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    net.save(path).unwrap();
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    support::random_teacher(path, 17);
 }
 
 #[test]

@@ -4,21 +4,13 @@
 //! one-class 1-NN and students), and missing inputs are clear errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn ust() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ust"))
-}
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+use support::{json, run_ok, ust};
 
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+fn random_teacher(path: &Path) {
+    support::random_teacher(path, 17);
 }
 
 /// A small deterministic generator (LCG), values in [0, 1).
@@ -28,22 +20,6 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (self.0 >> 8) as f32 / (1u32 << 24) as f32
     }
-}
-
-fn random_teacher(path: &Path) {
-    use candle_core::{DType, Device};
-    use candle_nn::{VarBuilder, VarMap};
-    let varmap = VarMap::new();
-    let net = ust_models::PatchNet::new(
-        ust_models::PatchNetConfig::new(17),
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    net.save(path).unwrap();
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn keys(v: &serde_json::Value) -> Vec<String> {

@@ -6,94 +6,19 @@
 //! the `--list-jobs` / `--job K` / `--merge` round trip.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn ust(cwd: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ust"));
-    c.current_dir(cwd);
-    c
-}
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+use support::{json, random_teacher, run_ok, texture, ust_in as ust};
 
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// `root/<name>`: the shared generated category (40×40 test images).
+fn category(root: &Path, name: &str) {
+    support::textured_category(root, name, 40, 40);
 }
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A smooth texture with a per-image phase, plus a bright square defect when `defect`.
-fn texture(seed: u32, w: u32, h: u32, defect: Option<(u32, u32, u32)>) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        if let Some((dx, dy, s)) = defect
-            && (dx..dx + s).contains(&x)
-            && (dy..dy + s).contains(&y)
-        {
-            return image::Rgb([250, 250, 250]);
-        }
-        let v = ((x as f32 * 0.7 + seed as f32).sin() * 40.0
-            + (y as f32 * 0.5).cos() * 40.0
-            + 110.0) as u8;
-        image::Rgb([v, v / 2 + 40, 255 - v])
-    })
-}
-
-fn save(img: &image::RgbImage, path: &Path) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    img.save(path).unwrap();
-}
-
-/// `root/<name>`: 6 training images (40×40), 2 good and 2 defective test images, masks.
-fn category(root: &Path, name: &str) {
-    let cat = root.join(name);
-    for i in 0..6 {
-        save(
-            &texture(i, 40, 40, None),
-            &cat.join(format!("train/good/{i:03}.png")),
-        );
-    }
-    for i in 0..2 {
-        save(
-            &texture(10 + i, 40, 40, None),
-            &cat.join(format!("test/good/{i:03}.png")),
-        );
-        let (dx, dy, s) = (8 + 10 * i, 10, 8);
-        save(
-            &texture(20 + i, 40, 40, Some((dx, dy, s))),
-            &cat.join(format!("test/blob/{i:03}.png")),
-        );
-        let mask = image::GrayImage::from_fn(40, 40, |x, y| {
-            let inside = (dx..dx + s).contains(&x) && (dy..dy + s).contains(&y);
-            image::Luma([if inside { 255 } else { 0 }])
-        });
-        let p = cat.join(format!("ground_truth/blob/{i:03}_mask.png"));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        mask.save(p).unwrap();
-    }
-}
-
-fn random_teacher(path: &Path, p: usize) {
-    use candle_core::{DType, Device};
-    use candle_nn::{VarBuilder, VarMap};
-    let varmap = VarMap::new();
-    let net = ust_models::PatchNet::new(
-        ust_models::PatchNetConfig::new(p),
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    net.save(path).unwrap();
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 /// The run folders of `runs/<experiment>/`, oldest first (cells/ excluded).
