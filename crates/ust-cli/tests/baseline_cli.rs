@@ -278,7 +278,30 @@ fn oneclass_knn_and_students_separate_the_classes() {
         let auroc = r["auroc"].as_f64().unwrap();
         assert!(auroc > 0.9, "{method}: AUROC {auroc}");
         assert!(out.join("report.md").is_file());
+        // The students' checkpoint (every 4 steps of 30) is gone once they are trained.
+        assert!(!out.join("students.checkpoint.safetensors").exists());
     }
+    // --resume with a damaged checkpoint names the file and does not start over silently.
+    let out = dir.path().join("out-students");
+    let checkpoint = out.join("students.checkpoint.safetensors");
+    std::fs::write(&checkpoint, b"not a checkpoint").unwrap();
+    let run = ust()
+        .args(["oneclass", "--dataset", "mnist", "--root"])
+        .arg(&root)
+        .args(["--class", "0", "--method", "students", "--preset", "smoke"])
+        .arg("--teacher")
+        .arg(&teacher)
+        .arg("--out")
+        .arg(&out)
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(&checkpoint.display().to_string()) && err.contains("safetensors"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -38,7 +38,10 @@ pub use checkpoint::{RunPaths, TeacherFileInfo, export_teacher, load_teacher};
 pub use config::{BackboneKind, Preset, TeacherTrainingConfig};
 pub use error::{DetectorError, Result};
 pub use models_dir::{find_default_teacher, teacher_file_name};
-pub use one_class::{OneClassStudentConfig, OneClassStudents, OneClassSummary};
+pub use one_class::{
+    OneClassCheckpointing, OneClassOutcome, OneClassStep, OneClassStudentConfig, OneClassStudents,
+    OneClassSummary,
+};
 pub use pipeline::{Detector, Prediction, RunSpec, ScaleSpec, TrainReport, train_detector};
 pub use student::{
     Calibration, ScaleModel, StudentObserver, StudentRunStart, StudentStepReport, StudentSummary,

@@ -11,6 +11,9 @@
 //! descriptors); batch 1 is the paper's literal setting. Every student sees the batches in the
 //! same seeded order and has its own Adam; weights, order and subsets derive from the seed.
 
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
@@ -23,6 +26,7 @@ use ust_losses::{ensemble_scores, student_regression_loss};
 use ust_models::PatchNet;
 
 use crate::adam::{Adam, AdamConfig};
+use crate::checkpoint::{read_safetensors, write_safetensors};
 use crate::config::Preset;
 use crate::error::{DetectorError, Result};
 use crate::student::{Calibration, MIN_TARGET_STD, StudentTrainingConfig};
@@ -32,6 +36,11 @@ const STREAM_INIT: u64 = 31;
 const STREAM_ORDER: u64 = 32;
 /// Images per forward pass when only scoring (no graph is recorded).
 const SCORE_BATCH: usize = 256;
+/// `ust.model` value of a one-class checkpoint, and its metadata keys.
+const CHECKPOINT_MODEL: &str = "ust-one-class-students-checkpoint";
+const KEY_MODEL: &str = "ust.model";
+const KEY_CONFIG: &str = "ust.one_class.config";
+const KEY_STATE: &str = "ust.checkpoint.state";
 
 /// How the one-class students are trained. Start from [`OneClassStudentConfig::preset`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +57,13 @@ pub struct OneClassStudentConfig {
     /// Images per optimiser step.
     pub batch_size: usize,
     pub optimizer: AdamConfig,
+    /// Optimiser steps between checkpoints (when training with a checkpoint file).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+}
+
+fn default_checkpoint_every() -> usize {
+    OneClassStudentConfig::paper().checkpoint_every
 }
 
 impl OneClassStudentConfig {
@@ -61,17 +77,20 @@ impl OneClassStudentConfig {
             epochs: 100,
             batch_size: 1,
             optimizer: StudentTrainingConfig::paper().optimizer,
+            // Batch 1: 2 000 images of 5 students, a few minutes on a CPU.
+            checkpoint_every: 2000,
         }
     }
 
     /// Sized for a 2-core CPU (with at most 300 training images, chosen by the caller): M = 5,
     /// batches of 16 images, 6 epochs, lr 5e-4 (the dense `cpu` preset's rate for a short
-    /// schedule).
+    /// schedule); a checkpoint every 40 steps (about 40 s here).
     pub fn cpu() -> Self {
         Self {
             preset: Preset::Cpu,
             epochs: 6,
             batch_size: 16,
+            checkpoint_every: 40,
             optimizer: AdamConfig {
                 learning_rate: 5e-4,
                 ..StudentTrainingConfig::paper().optimizer
@@ -80,13 +99,15 @@ impl OneClassStudentConfig {
         }
     }
 
-    /// Seconds on tiny data, for tests: M = 2, batches of 4, 10 epochs, lr 1e-3.
+    /// Seconds on tiny data, for tests: M = 2, batches of 4, 10 epochs, lr 1e-3, a checkpoint
+    /// every 4 steps.
     pub fn smoke() -> Self {
         Self {
             preset: Preset::Smoke,
             students: 2,
             epochs: 10,
             batch_size: 4,
+            checkpoint_every: 4,
             optimizer: AdamConfig {
                 learning_rate: 1e-3,
                 ..StudentTrainingConfig::paper().optimizer
@@ -118,6 +139,9 @@ impl OneClassStudentConfig {
         if self.batch_size == 0 {
             return bad("one-class students: batch_size must be at least 1");
         }
+        if self.checkpoint_every == 0 {
+            return bad("one-class students: checkpoint_every must be at least 1");
+        }
         self.optimizer.check()
     }
 }
@@ -132,7 +156,59 @@ pub struct OneClassSummary {
     /// Mean over the students of the loss averaged over the first and the last epoch.
     pub first_epoch_loss: f64,
     pub final_loss: f64,
+    /// Training time over every session of the run.
     pub training_s: f64,
+    /// Sessions the training took (more than 1 when resumed from a checkpoint).
+    #[serde(default = "one")]
+    pub sessions: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Where [`OneClassStudents::train_resumable`] keeps its checkpoint, and whether to continue from
+/// one found there (otherwise training starts afresh and overwrites it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneClassCheckpointing {
+    pub path: PathBuf,
+    pub resume: bool,
+}
+
+/// Progress after one optimiser step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneClassStep {
+    /// Steps done, this one included.
+    pub step: usize,
+    pub total_steps: usize,
+    /// This step's loss, averaged over the students.
+    pub loss: f64,
+}
+
+/// How [`OneClassStudents::train_resumable`] ended.
+#[derive(Debug)]
+pub enum OneClassOutcome {
+    Finished(Box<OneClassStudents>),
+    /// The step callback asked to stop after `step` (like a kill: no checkpoint is written).
+    Stopped {
+        step: usize,
+    },
+}
+
+/// Counters of a one-class checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OneClassCheckpointState {
+    step: usize,
+    /// Sum of the step losses of the unfinished epoch.
+    epoch_sum: f64,
+    first_epoch_loss: Option<f64>,
+    final_loss: Option<f64>,
+    elapsed_s: f64,
+    sessions: usize,
+    train_images: usize,
+    /// Sums of the target statistics μ and σ: a checkpoint made from other training images or
+    /// another teacher is refused.
+    target_fingerprint: (f64, f64),
 }
 
 /// Trained one-class students with the frozen teacher, the target statistics and the
@@ -199,6 +275,104 @@ fn calibrate(e: &[f32], v: &[f32], images: usize) -> Calibration {
     }
 }
 
+type TrainableStudent = (VarMap, PatchNet, Adam);
+
+/// Writes the weights and Adam moments of every student (`student<m>.` prefixes), the
+/// configuration and the counters.
+fn save_checkpoint(
+    path: &Path,
+    config: &OneClassStudentConfig,
+    state: &OneClassCheckpointState,
+    nets: &[TrainableStudent],
+) -> Result<()> {
+    let mut tensors = Vec::new();
+    for (m, (varmap, _, optimizer)) in nets.iter().enumerate() {
+        for (name, var) in named_vars(varmap) {
+            tensors.push((format!("student{m}.{name}"), var.as_tensor().clone()));
+        }
+        for (name, t) in optimizer.state_tensors()? {
+            tensors.push((format!("student{m}.{name}"), t));
+        }
+    }
+    // Both serialise infallibly (plain structs of numbers and strings).
+    let metadata = HashMap::from([
+        (KEY_MODEL.to_string(), CHECKPOINT_MODEL.to_string()),
+        (
+            KEY_CONFIG.to_string(),
+            serde_json::to_string(config).unwrap_or_default(),
+        ),
+        (
+            KEY_STATE.to_string(),
+            serde_json::to_string(state).unwrap_or_default(),
+        ),
+    ]);
+    write_safetensors(path, tensors, metadata)
+}
+
+/// Restores the students from the checkpoint at `path` after checking that it was made with the
+/// same configuration and the same targets as `fresh` describes; returns its counters.
+fn restore_checkpoint(
+    path: &Path,
+    config: &OneClassStudentConfig,
+    fresh: &OneClassCheckpointState,
+    nets: &mut [TrainableStudent],
+) -> Result<OneClassCheckpointState> {
+    let (tensors, meta) = read_safetensors(path)?;
+    if meta.get(KEY_MODEL).map(String::as_str) != Some(CHECKPOINT_MODEL) {
+        return Err(DetectorError::bad_file(
+            path,
+            "not a one-class students checkpoint",
+        ));
+    }
+    let text = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| DetectorError::bad_file(path, format!("no {key} entry")))
+    };
+    let saved: OneClassStudentConfig = serde_json::from_str(text(KEY_CONFIG)?)
+        .map_err(|e| DetectorError::bad_file(path, format!("bad configuration: {e}")))?;
+    if &saved != config {
+        return Err(DetectorError::ConfigMismatch {
+            path: path.to_path_buf(),
+            differences: format!("checkpoint: {saved:?}; now: {config:?}"),
+        });
+    }
+    let mut state: OneClassCheckpointState = serde_json::from_str(text(KEY_STATE)?)
+        .map_err(|e| DetectorError::bad_file(path, format!("bad state: {e}")))?;
+    if state.train_images != fresh.train_images
+        || state.target_fingerprint != fresh.target_fingerprint
+    {
+        return Err(DetectorError::ConfigMismatch {
+            path: path.to_path_buf(),
+            differences: format!(
+                "the checkpoint was made from {} training images with target statistics {:?}, \
+                 this run has {} with {:?} (other images or another teacher)",
+                state.train_images,
+                state.target_fingerprint,
+                fresh.train_images,
+                fresh.target_fingerprint
+            ),
+        });
+    }
+    for (m, (varmap, _, optimizer)) in nets.iter_mut().enumerate() {
+        let prefix = format!("student{m}.");
+        for (name, var) in named_vars(varmap) {
+            let key = format!("{prefix}{name}");
+            let t = tensors
+                .get(&key)
+                .ok_or_else(|| DetectorError::bad_file(path, format!("missing tensor {key}")))?;
+            var.set(&t.to_dtype(DType::F32)?)
+                .map_err(|e| DetectorError::bad_file(path, format!("{key}: {e}")))?;
+        }
+        optimizer.restore(
+            state.step as u64,
+            |name| tensors.get(&format!("{prefix}{name}")).cloned(),
+            path,
+        )?;
+    }
+    state.sessions += 1;
+    Ok(state)
+}
+
 impl OneClassStudents {
     /// Trains `config.students` students on `train` and calibrates on `validation`, both
     /// (N, 3, p, p) with p the teacher's receptive field.
@@ -209,12 +383,42 @@ impl OneClassStudents {
         validation: &Tensor,
         device: &Device,
     ) -> Result<Self> {
+        let outcome = Self::train_resumable(
+            config,
+            teacher,
+            train,
+            validation,
+            device,
+            None,
+            &mut |_| ControlFlow::Continue(()),
+        )?;
+        match outcome {
+            OneClassOutcome::Finished(model) => Ok(*model),
+            OneClassOutcome::Stopped { step } => Err(DetectorError::InvalidConfig(format!(
+                "one-class training stopped at step {step} without being asked to"
+            ))),
+        }
+    }
+
+    /// [`OneClassStudents::train`] with a checkpoint every `config.checkpoint_every` steps
+    /// (written atomically; removed once training is done) and `on_step` after every step. A
+    /// resumed run is the run that was interrupted: batch order and weights derive from the seed
+    /// and the step, and the checkpoint holds the weights and Adam moments of every student.
+    pub fn train_resumable(
+        config: &OneClassStudentConfig,
+        teacher: &PatchNet,
+        train: &Tensor,
+        validation: &Tensor,
+        device: &Device,
+        checkpointing: Option<&OneClassCheckpointing>,
+        on_step: &mut dyn FnMut(&OneClassStep) -> ControlFlow<()>,
+    ) -> Result<OneClassOutcome> {
         config.check()?;
         let p = teacher.patch_size();
         let n = check_images(train, p, "one-class training images")?;
         let n_val = check_images(validation, p, "one-class validation images")?;
         let teacher = teacher.detach();
-        let started = Instant::now();
+        let session_started = Instant::now();
 
         // Targets: the teacher's descriptors, standardised per dimension.
         let raw = descriptors(&teacher, train)?; // (n, d)
@@ -227,6 +431,10 @@ impl OneClassStudents {
             .sqrt()?
             .clamp(MIN_TARGET_STD, f32::MAX)?;
         let targets = centred.broadcast_div(&std)?;
+        let fingerprint = (
+            f64::from(mean.sum_all()?.to_scalar::<f32>()?),
+            f64::from(std.sum_all()?.to_scalar::<f32>()?),
+        );
 
         let mut nets = Vec::with_capacity(config.students);
         for m in 0..config.students {
@@ -245,9 +453,33 @@ impl OneClassStudents {
         }
 
         let batches_per_epoch = n.div_ceil(config.batch_size);
-        let mut steps = 0usize;
-        let (mut first_epoch_loss, mut final_loss) = (f64::NAN, f64::NAN);
-        for epoch in 0..config.epochs {
+        let total_steps = config.epochs * batches_per_epoch;
+        let mut state = OneClassCheckpointState {
+            step: 0,
+            epoch_sum: 0.0,
+            first_epoch_loss: None,
+            final_loss: None,
+            elapsed_s: 0.0,
+            sessions: 1,
+            train_images: n,
+            target_fingerprint: fingerprint,
+        };
+        if let Some(c) = checkpointing.filter(|c| c.resume && c.path.is_file()) {
+            state = restore_checkpoint(&c.path, config, &state, &mut nets)?;
+            tracing::info!(
+                step = state.step,
+                total_steps,
+                "resumed one-class students from {}",
+                c.path.display()
+            );
+        }
+        let elapsed_before_s = state.elapsed_s;
+        let mut last_checkpoint: Option<(PathBuf, usize)> = None;
+        while state.step < total_steps {
+            let (epoch, within) = (
+                state.step / batches_per_epoch,
+                state.step % batches_per_epoch,
+            );
             let mut order: Vec<u32> = (0..n as u32).collect();
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(derive_seed(
                 config.seed,
@@ -255,8 +487,7 @@ impl OneClassStudents {
                 epoch as u64,
             ));
             order.shuffle(&mut rng);
-            let mut epoch_sum = 0f64;
-            for chunk in order.chunks(config.batch_size) {
+            for chunk in order.chunks(config.batch_size).skip(within) {
                 let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
                 let x = train.index_select(&idx, 0)?;
                 let y = targets
@@ -264,47 +495,61 @@ impl OneClassStudents {
                     .reshape((chunk.len(), d, 1, 1))?;
                 let mut step_sum = 0f64;
                 for (m, (_, net, optimizer)) in nets.iter_mut().enumerate() {
+                    let diverged = |reason: String| DetectorError::Diverged {
+                        iteration: state.step + 1,
+                        reason,
+                        last_checkpoint: last_checkpoint.as_ref().map(|(p, _)| p.clone()),
+                        last_checkpoint_iteration: last_checkpoint.as_ref().map(|(_, s)| *s),
+                    };
                     let prediction = net.forward(&x)?;
                     let loss = student_regression_loss(&prediction, &y)?;
                     let value = f64::from(loss.to_scalar::<f32>()?);
                     if !value.is_finite() {
-                        return Err(DetectorError::Diverged {
-                            iteration: steps + 1,
-                            reason: format!("student {m}: the loss is {value}"),
-                            last_checkpoint: None,
-                            last_checkpoint_iteration: None,
-                        });
+                        return Err(diverged(format!("student {m}: the loss is {value}")));
                     }
                     let grads = loss.backward()?;
                     if let Err(bad) = optimizer.step(&grads)? {
-                        return Err(DetectorError::Diverged {
-                            iteration: steps + 1,
-                            reason: format!(
-                                "student {m}: the gradient of {} is not finite",
-                                bad.parameter
-                            ),
-                            last_checkpoint: None,
-                            last_checkpoint_iteration: None,
-                        });
+                        return Err(diverged(format!(
+                            "student {m}: the gradient of {} is not finite",
+                            bad.parameter
+                        )));
                     }
                     step_sum += value;
                 }
-                steps += 1;
-                epoch_sum += step_sum / nets.len() as f64;
+                let loss = step_sum / nets.len() as f64;
+                state.step += 1;
+                state.epoch_sum += loss;
+                if state.step.is_multiple_of(batches_per_epoch) {
+                    let epoch_loss = state.epoch_sum / batches_per_epoch as f64;
+                    state.first_epoch_loss.get_or_insert(epoch_loss);
+                    state.final_loss = Some(epoch_loss);
+                    state.epoch_sum = 0.0;
+                    tracing::info!(
+                        epoch = epoch + 1,
+                        epochs = config.epochs,
+                        mean_loss = format!("{epoch_loss:.4}"),
+                        "one-class students"
+                    );
+                }
+                let report = OneClassStep {
+                    step: state.step,
+                    total_steps,
+                    loss,
+                };
+                if on_step(&report).is_break() {
+                    return Ok(OneClassOutcome::Stopped { step: state.step });
+                }
+                if let Some(c) = checkpointing
+                    && state.step.is_multiple_of(config.checkpoint_every)
+                    && state.step < total_steps
+                {
+                    state.elapsed_s = elapsed_before_s + session_started.elapsed().as_secs_f64();
+                    save_checkpoint(&c.path, config, &state, &nets)?;
+                    last_checkpoint = Some((c.path.clone(), state.step));
+                }
             }
-            let epoch_loss = epoch_sum / batches_per_epoch as f64;
-            if epoch == 0 {
-                first_epoch_loss = epoch_loss;
-            }
-            final_loss = epoch_loss;
-            tracing::info!(
-                epoch = epoch + 1,
-                epochs = config.epochs,
-                mean_loss = format!("{epoch_loss:.4}"),
-                "one-class students"
-            );
         }
-        let training_s = started.elapsed().as_secs_f64();
+        let training_s = elapsed_before_s + session_started.elapsed().as_secs_f64();
         let students: Vec<PatchNet> = nets.iter().map(|(_, net, _)| net.detach()).collect();
         let mut model = Self {
             teacher,
@@ -323,16 +568,22 @@ impl OneClassStudents {
                 students: config.students,
                 train_images: n,
                 validation_images: n_val,
-                steps,
-                first_epoch_loss,
-                final_loss,
+                steps: total_steps,
+                first_epoch_loss: state.first_epoch_loss.unwrap_or(f64::NAN),
+                final_loss: state.final_loss.unwrap_or(f64::NAN),
                 training_s,
+                sessions: state.sessions,
             },
         };
         let (e, v) = model.raw_scores(validation)?;
         model.calibration = calibrate(&e, &v, n_val);
         tracing::info!(calibration = ?model.calibration, "one-class students calibrated");
-        Ok(model)
+        if let Some(c) = checkpointing
+            && c.path.is_file()
+        {
+            std::fs::remove_file(&c.path).map_err(|e| DetectorError::io(&c.path, e))?;
+        }
+        Ok(OneClassOutcome::Finished(Box::new(model)))
     }
 
     /// Regression error e and predictive variance v of every image (METHOD.md §6).
@@ -468,5 +719,78 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("(N, 3, 17, 17)"), "{err}");
+    }
+
+    #[test]
+    fn an_interrupted_run_resumes_to_the_same_students() {
+        let p = 17;
+        let teacher = random_teacher(p);
+        let train = images(12, 2, 1, p);
+        let validation = images(4, 2, 2, p);
+        let test = images(6, 9, 4, p);
+        let config = OneClassStudentConfig {
+            epochs: 3,
+            ..OneClassStudentConfig::smoke()
+        };
+        let straight =
+            OneClassStudents::train(&config, &teacher, &train, &validation, &Device::Cpu).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let checkpointing = OneClassCheckpointing {
+            path: dir.path().join("students.checkpoint.safetensors"),
+            resume: true,
+        };
+        let run = |stop_at: Option<usize>, config: &OneClassStudentConfig, train: &Tensor| {
+            OneClassStudents::train_resumable(
+                config,
+                &teacher,
+                train,
+                &validation,
+                &Device::Cpu,
+                Some(&checkpointing),
+                &mut |s: &OneClassStep| {
+                    if Some(s.step) == stop_at {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            )
+        };
+        // 3 batches per epoch, 9 steps; checkpoints after steps 4 and 8. Killed after step 7:
+        // the checkpoint of step 4 is on disk, steps 5–7 are lost.
+        match run(Some(7), &config, &train).unwrap() {
+            OneClassOutcome::Stopped { step } => assert_eq!(step, 7),
+            other => panic!("{other:?}"),
+        }
+        assert!(checkpointing.path.is_file());
+
+        // Another configuration, or other training images, cannot continue it.
+        let other = OneClassStudentConfig {
+            batch_size: 3,
+            ..config.clone()
+        };
+        let err = run(None, &other, &train).unwrap_err();
+        assert!(matches!(err, DetectorError::ConfigMismatch { .. }), "{err}");
+        let err = run(None, &config, &images(12, 3, 5, p)).unwrap_err();
+        assert!(err.to_string().contains("training images"), "{err}");
+
+        let OneClassOutcome::Finished(resumed) = run(None, &config, &train).unwrap() else {
+            panic!("not finished");
+        };
+        assert_eq!(resumed.summary.sessions, 2);
+        assert_eq!(resumed.summary.steps, straight.summary.steps);
+        assert_eq!(resumed.summary.final_loss, straight.summary.final_loss);
+        assert_eq!(
+            resumed.summary.first_epoch_loss,
+            straight.summary.first_epoch_loss
+        );
+        assert_eq!(resumed.calibration, straight.calibration);
+        assert_eq!(
+            resumed.scores(&test).unwrap(),
+            straight.scores(&test).unwrap()
+        );
+        // The checkpoint is gone once the students are trained.
+        assert!(!checkpointing.path.exists());
     }
 }

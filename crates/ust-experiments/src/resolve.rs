@@ -136,6 +136,8 @@ pub const TRAINED_TEACHER_FILE: &str = "trained.safetensors";
 pub const TEACHER_CHECKPOINT_FILE: &str = "trained.checkpoint.safetensors";
 /// The students' run directory inside a students cell.
 pub const MODEL_DIR: &str = "model";
+/// The checkpoint `ust oneclass` keeps in its report folder while the students train.
+pub const ONE_CLASS_CHECKPOINT_FILE: &str = "students.checkpoint.safetensors";
 /// The report every job leaves in its cell.
 pub const REPORT_FILE: &str = "report.json";
 
@@ -284,25 +286,31 @@ impl Job {
                 preset,
                 seed,
                 ..
-            } => vec![step(vec![
-                "oneclass".into(),
-                "--dataset".into(),
-                dataset.clone(),
-                "--root".into(),
-                s(root),
-                "--class".into(),
-                class.to_string(),
-                "--method".into(),
-                method.clone(),
-                "--teacher".into(),
-                s(&self.teacher_file(cells_dir).unwrap_or_default()),
-                "--preset".into(),
-                preset.clone(),
-                "--seed".into(),
-                seed.to_string(),
-                "--out".into(),
-                s(&cell),
-            ])],
+            } => {
+                let mut one_class = vec![
+                    "oneclass".into(),
+                    "--dataset".into(),
+                    dataset.clone(),
+                    "--root".into(),
+                    s(root),
+                    "--class".into(),
+                    class.to_string(),
+                    "--method".into(),
+                    method.clone(),
+                    "--teacher".into(),
+                    s(&self.teacher_file(cells_dir).unwrap_or_default()),
+                    "--preset".into(),
+                    preset.clone(),
+                    "--seed".into(),
+                    seed.to_string(),
+                    "--out".into(),
+                    s(&cell),
+                ];
+                if resume {
+                    one_class.push("--resume".into());
+                }
+                vec![step(one_class)]
+            }
         }
     }
 

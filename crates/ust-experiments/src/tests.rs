@@ -337,6 +337,11 @@ fn table2_jobs_put_teachers_first_and_depend_on_them() {
             .any(|w| w == ["--teacher", exported.as_str()]),
         "{args:?}"
     );
+    assert_ne!(args.last().unwrap(), "--resume");
+    // An interrupted students cell continues from its checkpoint.
+    let resumed = &students_distill.steps(cells, true)[0].args;
+    assert_eq!(resumed[..resumed.len() - 1], args[..]);
+    assert_eq!(resumed.last().unwrap(), "--resume");
     assert_eq!(plan.jobs[1].depends_on(), None);
     // The missing MNIST root is an error only for the jobs that need it.
     let selected = plan.select(&["oneclass/".into()]);

@@ -19,7 +19,9 @@ use ust_experiments::cell::{
     RESULT_FILE, is_done, utc_compact, utc_timestamp, write_failure, write_result,
 };
 use ust_experiments::report::write_run_dir;
-use ust_experiments::resolve::{MODEL_DIR, REPORT_FILE, TEACHER_CHECKPOINT_FILE};
+use ust_experiments::resolve::{
+    MODEL_DIR, ONE_CLASS_CHECKPOINT_FILE, REPORT_FILE, TEACHER_CHECKPOINT_FILE,
+};
 use ust_experiments::{
     CellFailure, CellResult, CellStatus, Experiment, Job, JobKind, Overrides, Plan, RunMeta,
     RunResults, StepRecord, check_inputs, parse_figures, read_status,
@@ -253,6 +255,7 @@ fn resumable(job: &Job, cell: &Path) -> bool {
     match job.kind {
         JobKind::Students => cell.join(MODEL_DIR).is_dir(),
         JobKind::Teacher => cell.join(TEACHER_CHECKPOINT_FILE).is_file(),
+        JobKind::OneClass => cell.join(ONE_CLASS_CHECKPOINT_FILE).is_file(),
         _ => false,
     }
 }

@@ -21,6 +21,7 @@
 //!
 //! Weight decay 1e-5 and Adam β = (0.9, 0.999) everywhere.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -32,7 +33,9 @@ use serde::Serialize;
 use ust_baselines::{DescriptorMethod, DescriptorModel, Standardizer, derive_seed};
 use ust_data::{LabeledImages, OneClassSplit, Size};
 use ust_detector::student::MIN_TARGET_STD;
-use ust_detector::{Device, OneClassStudentConfig, OneClassStudents, Preset};
+use ust_detector::{
+    Device, OneClassCheckpointing, OneClassOutcome, OneClassStudentConfig, OneClassStudents, Preset,
+};
 use ust_models::PatchNet;
 
 use super::baseline::{resolve_teacher, write_atomic};
@@ -109,10 +112,17 @@ pub struct OneclassArgs {
     /// Seed of the subsets, the split and the methods.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The report folder (report.json, report.md).
+    /// The report folder (report.json, report.md; the students' checkpoint while they train).
     #[arg(long)]
     pub out: PathBuf,
+    /// Continue the students' training from the checkpoint in --out (written every
+    /// `checkpoint_every` steps of the preset); without it a checkpoint there is overwritten.
+    #[arg(long)]
+    pub resume: bool,
 }
+
+/// The students' checkpoint in a report folder (the runner looks for it under this name).
+pub use ust_experiments::resolve::ONE_CLASS_CHECKPOINT_FILE as CHECKPOINT_FILE;
 
 /// Subset sizes of one preset (0: all).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -320,14 +330,23 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
                 epochs = config.epochs,
                 "training one-class students"
             );
-            let students = OneClassStudents::train(
+            let checkpointing = OneClassCheckpointing {
+                path: args.out.join(CHECKPOINT_FILE),
+                resume: args.resume,
+            };
+            let outcome = OneClassStudents::train_resumable(
                 &config,
                 &teacher,
                 &images_tensor(&train_set, &train_idx, p, &device)?,
                 &images_tensor(&train_set, &val_idx, p, &device)?,
                 &device,
+                Some(&checkpointing),
+                &mut |_| ControlFlow::Continue(()),
             )
             .context("training the students")?;
+            let OneClassOutcome::Finished(students) = outcome else {
+                bail!("the students' training stopped before its end");
+            };
             (train_idx.len(), students.scores(&test)?)
         }
         Some(method) => {
