@@ -63,15 +63,17 @@ bench-eval images="200" size="1024":
 
 # Table 1: students at p = 65 and the shallow baselines, AU-PRO per category of an MVTec-layout root.
 table1 *args:
-    @just _experiment table1 data {{args}}
+    @{{just_executable()}} _experiment table1 data {{args}}
 
 # Table 2: one-class MNIST and CIFAR-10 AUROC for the teacher variants and the baselines.
+# CIFAR-10 is unpacked from the shared archive first when data/cifar-10 is not there yet.
 table2 *args:
-    @just _experiment table2 - {{args}}
+    @if [ ! -d data/cifar-10 ] && [ -f "{{shared}}/data/cifar-10-jpg.tar.gz" ]; then {{just_executable()}} unpack-cifar; fi
+    @{{just_executable()}} _experiment table2 - {{args}}
 
 # Table 3: receptive field ablation, p = 17, 33, 65 and multi-scale per category.
 ablation-p *args:
-    @just _experiment ablation_p data {{args}}
+    @{{just_executable()}} _experiment ablation_p data {{args}}
 
 # ust experiment experiments/FILE.toml with data=/preset= words turned into options
 # (default_data "-": the experiment takes no --data).
