@@ -12,11 +12,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use ust_models::patch_net::{METADATA_CONFIG_KEY, METADATA_MODEL_KEY, METADATA_MODEL_VALUE};
 use ust_models::{PatchNet, PatchNetConfig};
 
+use crate::adam::Adam;
 use crate::config::TeacherTrainingConfig;
 use crate::error::{DetectorError, Result};
 use crate::summary::{LossTerms, TrainingSummary};
@@ -99,6 +101,66 @@ pub fn write_text_atomically(path: &Path, text: &str) -> Result<()> {
         f.write_all(text.as_bytes())
             .map_err(|e| DetectorError::io(tmp, e))
     })
+}
+
+/// The variables of a VarMap sorted by name: the order initialisers, optimisers and files use.
+pub(crate) fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// What a checkpoint keeps of one trained network: its variables and its Adam moments, every
+/// name behind `prefix` (`student3.` for the fourth student, empty for a teacher).
+pub(crate) fn trainee_tensors(
+    prefix: &str,
+    varmap: &VarMap,
+    optimizer: &Adam,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut tensors: Vec<(String, Tensor)> = named_vars(varmap)
+        .into_iter()
+        .map(|(name, var)| (format!("{prefix}{name}"), var.as_tensor().clone()))
+        .collect();
+    for (name, t) in optimizer.state_tensors()? {
+        tensors.push((format!("{prefix}{name}"), t));
+    }
+    Ok(tensors)
+}
+
+/// Sets a network's variables and its Adam moments (at optimiser step `step`) from `tensors`,
+/// named as [`trainee_tensors`] writes them; a missing tensor or a wrong shape is an error
+/// naming the checkpoint `path`.
+pub(crate) fn restore_trainee(
+    prefix: &str,
+    varmap: &VarMap,
+    optimizer: &mut Adam,
+    step: u64,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
+    for (name, var) in named_vars(varmap) {
+        let key = format!("{prefix}{name}");
+        let value = tensors
+            .get(&key)
+            .ok_or_else(|| DetectorError::bad_file(path, format!("missing tensor {key}")))?;
+        if value.dims() != var.dims() {
+            return Err(DetectorError::bad_file(
+                path,
+                format!(
+                    "tensor {key} has shape {:?}, the network {:?}",
+                    value.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        var.set(&value.to_device(var.device())?.to_dtype(var.dtype())?)?;
+    }
+    optimizer.restore(
+        step,
+        |name| tensors.get(&format!("{prefix}{name}")).cloned(),
+        path,
+    )
 }
 
 /// Writes safetensors atomically (tensors converted to contiguous f32).

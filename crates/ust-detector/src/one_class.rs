@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -26,7 +26,9 @@ use ust_losses::{ensemble_scores, student_regression_loss};
 use ust_models::PatchNet;
 
 use crate::adam::{Adam, AdamConfig};
-use crate::checkpoint::{read_safetensors, write_safetensors};
+use crate::checkpoint::{
+    named_vars, read_safetensors, restore_trainee, trainee_tensors, write_safetensors,
+};
 use crate::config::Preset;
 use crate::error::{DetectorError, Result};
 use crate::student::{Calibration, MIN_TARGET_STD, StudentTrainingConfig};
@@ -224,13 +226,6 @@ pub struct OneClassStudents {
     pub summary: OneClassSummary,
 }
 
-fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
-}
-
 /// Descriptors of `images` (N, 3, p, p) → (N, d), in detached batches.
 fn descriptors(net: &PatchNet, images: &Tensor) -> Result<Tensor> {
     let n = images.dim(0)?;
@@ -287,12 +282,7 @@ fn save_checkpoint(
 ) -> Result<()> {
     let mut tensors = Vec::new();
     for (m, (varmap, _, optimizer)) in nets.iter().enumerate() {
-        for (name, var) in named_vars(varmap) {
-            tensors.push((format!("student{m}.{name}"), var.as_tensor().clone()));
-        }
-        for (name, t) in optimizer.state_tensors()? {
-            tensors.push((format!("student{m}.{name}"), t));
-        }
+        tensors.extend(trainee_tensors(&format!("student{m}."), varmap, optimizer)?);
     }
     // Both serialise infallibly (plain structs of numbers and strings).
     let metadata = HashMap::from([
@@ -355,17 +345,12 @@ fn restore_checkpoint(
     }
     for (m, (varmap, _, optimizer)) in nets.iter_mut().enumerate() {
         let prefix = format!("student{m}.");
-        for (name, var) in named_vars(varmap) {
-            let key = format!("{prefix}{name}");
-            let t = tensors
-                .get(&key)
-                .ok_or_else(|| DetectorError::bad_file(path, format!("missing tensor {key}")))?;
-            var.set(&t.to_dtype(DType::F32)?)
-                .map_err(|e| DetectorError::bad_file(path, format!("{key}: {e}")))?;
-        }
-        optimizer.restore(
+        restore_trainee(
+            &prefix,
+            varmap,
+            optimizer,
             state.step as u64,
-            |name| tensors.get(&format!("{prefix}{name}")).cloned(),
+            &tensors,
             path,
         )?;
     }

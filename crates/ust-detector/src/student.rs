@@ -19,7 +19,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -30,7 +30,9 @@ use ust_losses::{ensemble_scores, student_regression_loss};
 use ust_models::{DenseConfig, DenseExtractor, PatchNet, PatchNetConfig};
 
 use crate::adam::{Adam, AdamConfig, WeightDecayMode};
-use crate::checkpoint::{read_safetensors, write_safetensors};
+use crate::checkpoint::{
+    named_vars, read_safetensors, restore_trainee, trainee_tensors, write_safetensors,
+};
 use crate::config::{GuardConfig, Preset};
 use crate::error::{DetectorError, Result};
 use crate::guard::LossGuard;
@@ -437,13 +439,6 @@ struct Student {
     optimizer: Adam,
 }
 
-fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
-}
-
 /// Trains the M students of one scale, then calibrates the scores and writes the scale file.
 pub struct ScaleTrainer {
     config: StudentTrainingConfig,
@@ -613,18 +608,12 @@ impl ScaleTrainer {
         )
         .map_err(|e| DetectorError::bad_file(&path, format!("bad state: {e}")))?;
         for (m, student) in self.students.iter_mut().enumerate() {
-            let prefix = format!("student{m}.");
-            for (name, var) in named_vars(&student.varmap) {
-                let key = format!("{prefix}{name}");
-                let t = tensors
-                    .get(&key)
-                    .ok_or_else(|| DetectorError::bad_file(&path, format!("missing {key}")))?;
-                var.set(&t.to_dtype(DType::F32)?)
-                    .map_err(|e| DetectorError::bad_file(&path, format!("{key}: {e}")))?;
-            }
-            student.optimizer.restore(
+            restore_trainee(
+                &format!("student{m}."),
+                &student.varmap,
+                &mut student.optimizer,
                 state.step as u64,
-                |n| tensors.get(&format!("{prefix}{n}")).cloned(),
+                &tensors,
                 &path,
             )?;
         }
@@ -641,12 +630,11 @@ impl ScaleTrainer {
     fn save_checkpoint(&mut self, elapsed_s: f64) -> Result<()> {
         let mut tensors = Vec::new();
         for (m, student) in self.students.iter().enumerate() {
-            for (name, var) in named_vars(&student.varmap) {
-                tensors.push((format!("student{m}.{name}"), var.as_tensor().clone()));
-            }
-            for (name, t) in student.optimizer.state_tensors()? {
-                tensors.push((format!("student{m}.{name}"), t));
-            }
+            tensors.extend(trainee_tensors(
+                &format!("student{m}."),
+                &student.varmap,
+                &student.optimizer,
+            )?);
         }
         let state = StudentCheckpointState {
             step: self.step,

@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use ust_data::{TripletSampler, find_images_recursive};
 use ust_losses::{
@@ -31,8 +31,8 @@ use ust_models::{
 use crate::adam::Adam;
 use crate::bank::DistillationBank;
 use crate::checkpoint::{
-    CheckpointState, RunPaths, load_checkpoint, save_checkpoint, save_teacher_file,
-    write_text_atomically,
+    CheckpointState, RunPaths, load_checkpoint, named_vars, restore_trainee, save_checkpoint,
+    save_teacher_file, trainee_tensors, write_text_atomically,
 };
 use crate::config::{BackboneKind, TeacherTrainingConfig};
 use crate::error::{DetectorError, Result};
@@ -254,23 +254,15 @@ impl TeacherTrainer {
         }
         let what = ckpt.path.as_path();
         let get = |name: &str| ckpt.tensors.get(name).cloned();
-        for (name, var) in named_vars(&trainer.varmap) {
-            let value = get(&name)
-                .ok_or_else(|| DetectorError::bad_file(what, format!("missing tensor {name}")))?;
-            if value.dims() != var.dims() {
-                return Err(DetectorError::bad_file(
-                    what,
-                    format!(
-                        "tensor {name} has shape {:?}, the network {:?}",
-                        value.dims(),
-                        var.dims()
-                    ),
-                ));
-            }
-            var.set(&value.to_device(device)?)?;
-        }
         let s = &ckpt.state;
-        trainer.optimizer.restore(s.adam_step, get, what)?;
+        restore_trainee(
+            "",
+            &trainer.varmap,
+            &mut trainer.optimizer,
+            s.adam_step,
+            &ckpt.tensors,
+            what,
+        )?;
         if let Some(bank) = &mut trainer.bank {
             bank.restore(get, s.bank_len, s.bank_next, what)?;
         }
@@ -593,8 +585,7 @@ impl TeacherTrainer {
     }
 
     fn save_checkpoint(&mut self, elapsed_s: f64) -> Result<()> {
-        let mut tensors = self.parameters();
-        tensors.extend(self.optimizer.state_tensors()?);
+        let mut tensors = trainee_tensors("", &self.varmap, &self.optimizer)?;
         let (bank_len, bank_next) = match &self.bank {
             Some(bank) => {
                 let snapshot = bank.snapshot(self.config.teacher.patch_size)?;
@@ -646,14 +637,6 @@ impl TeacherTrainer {
             trainer_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }
-}
-
-/// The VarMap's variables by name, sorted.
-fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
 }
 
 /// Loads the configured backbone; returns it with a one-line description.
