@@ -262,6 +262,7 @@ fn oneclass_knn_and_students_separate_the_classes() {
                 "train_images",
                 "test_images",
                 "auroc",
+                "students",
                 "total_s",
                 "peak_rss_mib",
             ])
@@ -278,6 +279,18 @@ fn oneclass_knn_and_students_separate_the_classes() {
         let auroc = r["auroc"].as_f64().unwrap();
         assert!(auroc > 0.9, "{method}: AUROC {auroc}");
         assert!(out.join("report.md").is_file());
+        if method == "students" {
+            // Smoke schedule: M = 2, 10 epochs of 3 batches of 4.
+            let s = &r["students"];
+            assert_eq!(
+                (s["students"].as_u64(), s["epochs"].as_u64()),
+                (Some(2), Some(10))
+            );
+            assert_eq!(s["steps"], 30);
+            assert!(s["final_loss"].as_f64().unwrap() < s["first_epoch_loss"].as_f64().unwrap());
+        } else {
+            assert!(r["students"].is_null());
+        }
         // The students' checkpoint (every 4 steps of 30) is gone once they are trained.
         assert!(!out.join("students.checkpoint.safetensors").exists());
     }

@@ -19,7 +19,8 @@
 //! | cpu | 2 000, a seeded random subset (not stratified) | ≤ 300 / ≤ 200 of the 90 % / 10 % split | M = 5, batch 16, 6 epochs, lr 5e-4 | ≤ 1 000 (seeded) |
 //! | smoke | all | 75 % / 25 % | M = 2, batch 4, 10 epochs, lr 1e-3 | all |
 //!
-//! Weight decay 1e-5 and Adam β = (0.9, 0.999) everywhere.
+//! Weight decay 1e-5 and Adam β = (0.9, 0.999) everywhere. `--train-images` and `--epochs`
+//! override the students' subset size and schedule of the preset (recorded in the report).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -115,6 +116,13 @@ pub struct OneclassArgs {
     /// The report folder (report.json, report.md; the students' checkpoint while they train).
     #[arg(long)]
     pub out: PathBuf,
+    /// Students: use at most this many training images of the class (0: the whole training
+    /// split) [default: the preset's; 300 at cpu].
+    #[arg(long)]
+    pub train_images: Option<usize>,
+    /// Students: passes over the training images [default: the preset's; 6 at cpu].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Continue the students' training from the checkpoint in --out (written every
     /// `checkpoint_every` steps of the preset); without it a checkpoint there is overwritten.
     #[arg(long)]
@@ -175,8 +183,23 @@ pub struct OneClassReport {
     pub train_images: usize,
     pub test_images: usize,
     pub auroc: f64,
+    /// How the students were trained (absent for the baselines).
+    pub students: Option<StudentsRecord>,
     pub total_s: f64,
     pub peak_rss_mib: Option<f64>,
+}
+
+/// The students' schedule and outcome in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudentsRecord {
+    pub students: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub steps: usize,
+    pub first_epoch_loss: f64,
+    pub final_loss: f64,
+    pub training_s: f64,
 }
 
 pub fn run(args: OneclassArgs) -> Result<ExitCode> {
@@ -301,11 +324,11 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
     }
     let test = images_tensor(&test_set, &test_idx, p, &device)?;
 
-    let (train_images, scores) = match args.method.descriptor_method() {
+    let (train_images, scores, students) = match args.method.descriptor_method() {
         None => {
             let train_idx = capped(
                 &split.train,
-                preset.student_train_images,
+                args.train_images.unwrap_or(preset.student_train_images),
                 derive_seed(args.seed, 203),
             );
             let val_idx = capped(
@@ -319,9 +342,11 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
                     args.class
                 );
             }
+            let defaults = OneClassStudentConfig::preset(Preset::from(args.preset));
             let config = OneClassStudentConfig {
                 seed: args.seed,
-                ..OneClassStudentConfig::preset(Preset::from(args.preset))
+                epochs: args.epochs.unwrap_or(defaults.epochs),
+                ..defaults
             };
             tracing::info!(
                 train = train_idx.len(),
@@ -347,7 +372,18 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
             let OneClassOutcome::Finished(students) = outcome else {
                 bail!("the students' training stopped before its end");
             };
-            (train_idx.len(), students.scores(&test)?)
+            let summary = &students.summary;
+            let record = StudentsRecord {
+                students: config.students,
+                epochs: config.epochs,
+                batch_size: config.batch_size,
+                learning_rate: config.optimizer.learning_rate,
+                steps: summary.steps,
+                first_epoch_loss: summary.first_epoch_loss,
+                final_loss: summary.final_loss,
+                training_s: summary.training_s,
+            };
+            (train_idx.len(), students.scores(&test)?, Some(record))
         }
         Some(method) => {
             // The baselines use every training image of the class (the validation split is
@@ -373,7 +409,7 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
                 .with_context(|| format!("fitting {method} on {} descriptors", train.nrows()))?;
             let mut test_rows = descriptors(&teacher, &test)?;
             stats.apply(test_rows.view_mut())?;
-            (train_idx.len(), model.score(test_rows.view())?)
+            (train_idx.len(), model.score(test_rows.view())?, None)
         }
     };
     let auroc = ust_metrics::auroc(&scores, &anomalous)?;
@@ -389,6 +425,7 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
         train_images,
         test_images: test_idx.len(),
         auroc,
+        students,
         total_s: started.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
     };
@@ -408,6 +445,7 @@ pub fn markdown(r: &OneClassReport) -> String {
          - teacher `{teacher}` (p = {p}); preset {preset}, seed {seed}\n\
          - {train} training images of class {class}; {test} test images (class {class} normal, \
          the others anomalous)\n\
+         {students}\
          - total {total:.1} s{rss}\n\n\
          | dataset | class | method | AUROC |\n|---|---|---|---|\n\
          | {dataset} | {class} | {method} | {auroc:.4} |\n",
@@ -421,6 +459,22 @@ pub fn markdown(r: &OneClassReport) -> String {
         train = r.train_images,
         test = r.test_images,
         total = r.total_s,
+        students = r
+            .students
+            .as_ref()
+            .map(|s| format!(
+                "- students: M = {}, {} epochs of batches of {} ({} steps), lr {:e}; mean loss \
+                 {:.2} in the first epoch, {:.2} in the last; training {:.1} s\n",
+                s.students,
+                s.epochs,
+                s.batch_size,
+                s.steps,
+                s.learning_rate,
+                s.first_epoch_loss,
+                s.final_loss,
+                s.training_s
+            ))
+            .unwrap_or_default(),
         rss = r
             .peak_rss_mib
             .map(|m| format!("; peak memory {m:.0} MiB"))
