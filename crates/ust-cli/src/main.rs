@@ -95,8 +95,8 @@ fn init_tracing() {
 /// glibc hands every freed block above 128 KiB straight back to the kernel, so each tensor a
 /// training step allocates comes back as fresh pages the kernel must zero: on a one-class MNIST
 /// cell that was 78 s of kernel time in 152 s of wall time. Serving large blocks from the heap
-/// and not trimming it cut the cell to 105 s (2.9 s kernel); the heap then stays at the step's
-/// high-water mark, which the job needs anyway. Other platforms' allocators are left alone.
+/// and not trimming it cut the cell to 110 s (10 s kernel; peak memory 428 → 484 MiB): the heap
+/// stays at the step's high-water mark, which the job needs anyway. Other platforms' allocators are left alone.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // The largest threshold glibc accepts is 32 MiB on 64-bit targets; blocks above it

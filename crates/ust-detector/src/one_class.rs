@@ -449,8 +449,11 @@ impl OneClassStudents {
             train_images: n,
             target_fingerprint: fingerprint,
         };
+        // The checkpoint a divergence error names: the one resumed from, until a newer one.
+        let mut last_checkpoint: Option<(PathBuf, usize)> = None;
         if let Some(c) = checkpointing.filter(|c| c.resume && c.path.is_file()) {
             state = restore_checkpoint(&c.path, config, &state, &mut nets)?;
+            last_checkpoint = Some((c.path.clone(), state.step));
             tracing::info!(
                 step = state.step,
                 total_steps,
@@ -459,7 +462,6 @@ impl OneClassStudents {
             );
         }
         let elapsed_before_s = state.elapsed_s;
-        let mut last_checkpoint: Option<(PathBuf, usize)> = None;
         while state.step < total_steps {
             let (epoch, within) = (
                 state.step / batches_per_epoch,
