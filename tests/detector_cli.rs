@@ -168,3 +168,171 @@ fn missing_teacher_and_bad_data_are_clear_errors() {
         "{err}"
     );
 }
+
+/// Every tensor of a safetensors file, flattened to f32, by name.
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| {
+            let v = t
+                .flatten_all()
+                .and_then(|t| t.to_dtype(candle_core::DType::F32))
+                .and_then(|t| t.to_vec1::<f32>())
+                .unwrap();
+            (k, v)
+        })
+        .collect()
+}
+
+/// The premise of `--reuse`: a scale trained alone is the same scale trained beside another
+/// (seeds follow the seed and p only); so `--reuse` copies it from a run with the same data,
+/// teacher and configuration, and passes over a run with another seed.
+#[test]
+fn a_scale_trained_alone_equals_it_in_a_multi_scale_run_and_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let t17 = dir.path().join("t17.safetensors");
+    let t33 = dir.path().join("t33.safetensors");
+    support::random_teacher(&t17, 17);
+    support::random_teacher(&t33, 33);
+    // A --teacher must be one of the listed scales.
+    let train = |scales: &str, out: &str, extra: &[&str]| {
+        let mut c = ust();
+        c.env("RUST_LOG", "info")
+            .args(["train", "--data"])
+            .arg(dir.path())
+            .args([
+                "--category",
+                "widget",
+                "--preset",
+                "smoke",
+                "--scales",
+                scales,
+            ])
+            .args(["--max-steps", "4"])
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(extra);
+        for (p, t) in [("17", &t17), ("33", &t33)] {
+            if scales.split(',').any(|s| s == p) {
+                c.arg("--teacher").arg(t);
+            }
+        }
+        let out = run_ok(&mut c);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let both = dir.path().join("both");
+    let both_text = train("17,33", "both", &[]);
+    assert!(!both_text.contains("taken from"), "{both_text}");
+    train("33", "alone", &[]);
+    let alone = tensors(&dir.path().join("alone/p33.safetensors"));
+    let multi = tensors(&both.join("p33.safetensors"));
+    assert_eq!(
+        alone.keys().collect::<Vec<_>>(),
+        multi.keys().collect::<Vec<_>>()
+    );
+    for (name, a) in &alone {
+        assert_eq!(a, &multi[name], "{name} differs between the two trainings");
+    }
+
+    let reuse = both.display().to_string();
+    let text = train("33", "reused", &["--reuse", &reuse]);
+    assert!(text.contains("taken from"), "{text}");
+    assert_eq!(
+        std::fs::read(dir.path().join("reused/p33.safetensors")).unwrap(),
+        std::fs::read(both.join("p33.safetensors")).unwrap()
+    );
+    assert!(dir.path().join("reused/validation-scores.json").is_file());
+
+    // Another seed is another training: passed over, trained, and different.
+    let text = train("33", "seed1", &["--reuse", &reuse, "--seed", "1"]);
+    assert!(!text.contains("taken from"), "{text}");
+    let seed1 = tensors(&dir.path().join("seed1/p33.safetensors"));
+    let student = alone.keys().find(|k| k.contains("student")).unwrap();
+    assert_ne!(seed1[student], alone[student]);
+}
+
+/// `ust evaluate` keeps every image's scores until its report is written: stopped after two
+/// images and run again, it scores only the rest and reports exactly what an uninterrupted
+/// evaluation reports; a damaged kept file is an error naming it.
+#[test]
+fn an_interrupted_evaluation_resumes_with_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let teacher = dir.path().join("teacher-p17.safetensors");
+    random_teacher(&teacher);
+    let run = dir.path().join("run");
+    run_ok(
+        ust()
+            .args(["train", "--data"])
+            .arg(dir.path())
+            .args([
+                "--category",
+                "widget",
+                "--scales",
+                "17",
+                "--preset",
+                "smoke",
+            ])
+            .arg("--teacher")
+            .arg(&teacher)
+            .arg("--out")
+            .arg(&run),
+    );
+    let evaluate = |out: &Path, stop_after: Option<usize>| {
+        let mut c = ust();
+        c.arg("evaluate").arg(&run).arg("--out").arg(out);
+        if let Some(n) = stop_after {
+            c.env("UST_EVALUATE_STOP_AFTER", n.to_string());
+        }
+        c.output().unwrap()
+    };
+    let full = dir.path().join("full");
+    assert!(evaluate(&full, None).status.success());
+    assert!(!full.join("evaluate-partial").exists());
+    let full = json(&full.join("report.json"));
+    assert_eq!(full["resumed_images"], 0);
+
+    let part = dir.path().join("part");
+    let stopped = evaluate(&part, Some(2));
+    assert!(!stopped.status.success());
+    let kept = part.join("evaluate-partial");
+    for f in ["key.json", "00000.f32", "00001.f32"] {
+        assert!(kept.join(f).is_file(), "{f} not kept");
+    }
+    assert!(!kept.join("00002.f32").exists());
+    assert!(!part.join("report.json").exists());
+    assert!(evaluate(&part, None).status.success());
+    assert!(
+        !kept.exists(),
+        "the kept scores are removed with the report written"
+    );
+    let resumed = json(&part.join("report.json"));
+    assert_eq!(resumed["resumed_images"], 2);
+    assert_eq!(resumed["test_images"], full["test_images"]);
+    assert_eq!(resumed["rows"], full["rows"]);
+
+    // A damaged kept file: an error naming it, not a silent wrong score.
+    let damaged = dir.path().join("damaged");
+    assert!(!evaluate(&damaged, Some(1)).status.success());
+    let file = damaged.join("evaluate-partial/00000.f32");
+    std::fs::write(&file, [0u8; 10]).unwrap();
+    let out = evaluate(&damaged, None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("00000.f32") && err.contains("10 bytes"),
+        "{err}"
+    );
+    // Kept scores of another evaluation (another key) are cleared, not mixed in.
+    std::fs::write(damaged.join("evaluate-partial/key.json"), "{}").unwrap();
+    assert!(evaluate(&damaged, None).status.success());
+    let fresh = json(&damaged.join("report.json"));
+    assert_eq!(fresh["resumed_images"], 0);
+    assert_eq!(fresh["rows"], full["rows"]);
+}

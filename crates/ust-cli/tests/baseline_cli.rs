@@ -128,11 +128,14 @@ fn dense_baselines_find_bright_squares_and_report_the_contract() {
                 "pixel_auroc",
                 "image_auroc",
                 "fit_s",
+                "extract_s",
                 "score_s",
                 "total_s",
+                "methods_in_command",
                 "peak_rss_mib",
             ])
         );
+        assert_eq!(r["methods_in_command"], serde_json::json!([method]));
         assert_eq!(r["kind"], "dense_baseline");
         assert_eq!(r["category"], "noise");
         assert_eq!(r["method"], method);
@@ -152,6 +155,49 @@ fn dense_baselines_find_bright_squares_and_report_the_contract() {
         assert!(out.join("report.md").is_file());
         assert!(!out.join("report.json.tmp").exists());
     }
+
+    // Both methods in one command (one pass of the teacher): the same figures as alone.
+    let (a, b) = (dir.path().join("both-pca"), dir.path().join("both-knn"));
+    run_ok(
+        ust()
+            .args(["baseline", "dense", "--data"])
+            .arg(dir.path())
+            .args(["--category", "noise", "--preset", "smoke"])
+            .args(["--method", "pca", "--out"])
+            .arg(&a)
+            .args(["--method", "knn", "--out"])
+            .arg(&b)
+            .arg("--teacher")
+            .arg(&teacher),
+    );
+    for (together, method) in [(&a, "pca"), (&b, "knn")] {
+        let r = json(&together.join("report.json"));
+        let alone = json(&dir.path().join(format!("out-{method}/report.json")));
+        assert_eq!(r["method"], method);
+        assert_eq!(r["methods_in_command"], serde_json::json!(["pca", "knn"]));
+        for key in [
+            "au_pro",
+            "pixel_auroc",
+            "image_auroc",
+            "train_vectors",
+            "train_images",
+        ] {
+            assert_eq!(r[key], alone[key], "{method}: {key}");
+        }
+    }
+    // --method and --out pair up.
+    let out = ust()
+        .args(["baseline", "dense", "--data"])
+        .arg(dir.path())
+        .args(["--category", "noise", "--preset", "smoke"])
+        .args(["--method", "pca", "--method", "knn", "--out"])
+        .arg(&a)
+        .arg("--teacher")
+        .arg(&teacher)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pair up"));
 }
 
 #[test]

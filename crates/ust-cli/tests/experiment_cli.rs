@@ -293,6 +293,48 @@ fn mvtec_tables_list_job_run_rerun_merge_and_failure() {
         row_of(&md6, "**mean**")[1],
         format!("{} (1/2)", fmt(au_pro[0]))
     );
+
+    // Dense baselines on the same descriptors run as one command (one pass of the teacher);
+    // each cell gets its method's own figures (the knn cell above ran alone) and an equal
+    // share of the time.
+    std::fs::write(
+        cwd.join("t1b.toml"),
+        format!(
+            "table = \"table1\"\nname = \"mv2\"\npreset = \"smoke\"\n[mvtec]\ndata = \"mvtec\"\n\
+             {students}[dense_baselines]\nmethods = [\"knn\", \"pca\"]\np = 17\n\
+             teacher = \"t17.safetensors\"\n"
+        ),
+    )
+    .unwrap();
+    run_ok(ust(cwd).args(["experiment", "t1b.toml"]).args([
+        "--only",
+        "dense/knn/widget",
+        "--only",
+        "dense/pca/widget",
+    ]));
+    let results = json(&last_run(&cwd.join("runs/mv2")).join("results.json"));
+    let cells = results["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    let (knn_cell, pca_cell) = (&cells[0]["result"], &cells[1]["result"]);
+    assert_eq!(knn_cell["name"], "dense/knn/widget/seed0");
+    assert_eq!(
+        knn_cell["ran_with"],
+        serde_json::json!(["dense/pca/widget/seed0"])
+    );
+    assert_eq!(
+        pca_cell["ran_with"],
+        serde_json::json!(["dense/knn/widget/seed0"])
+    );
+    assert_eq!(knn_cell["figures"]["au_pro"].as_f64(), Some(knn));
+    assert_eq!(knn_cell["wall_s"], pca_cell["wall_s"]);
+    let argv: Vec<&str> = knn_cell["steps"][0]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(&argv[..2], ["baseline", "dense"]);
+    assert_eq!(argv.iter().filter(|a| **a == "--method").count(), 2);
 }
 
 /// MNIST in idx format: `per_class` images of each digit per split, 28×28, a digit-specific

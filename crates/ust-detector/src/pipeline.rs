@@ -15,7 +15,7 @@ use ust_data::image_io::load_rgb;
 use ust_data::{ChwImage, LoadedImage, MvtecCategory, Size};
 use ust_models::PatchNet;
 
-use crate::checkpoint::{load_teacher, write_text_atomically};
+use crate::checkpoint::{load_teacher, write_atomically, write_text_atomically};
 use crate::config::Preset;
 use crate::error::{DetectorError, Result};
 use crate::student::{
@@ -249,14 +249,45 @@ pub fn load_training_images(
     })
 }
 
+/// Where [`train_detector`] may take an already trained scale from instead of training it:
+/// the `p<P>.safetensors` of another run directory in `reuse` whose `run.toml` names the same
+/// data folder (after resolving links), the same resolved training configuration and, for
+/// that scale, a teacher file with the same bytes. A scale's training depends on nothing
+/// else (its initial weights, order and crops are seeded by the seed and `p`, the split by
+/// the seed alone), so such a file is the one this run would train; the first match wins and
+/// run directories that do not match are passed over.
+pub fn reusable_scale(spec: &RunSpec, scale: &ScaleSpec, reuse: &[PathBuf]) -> Option<PathBuf> {
+    let same_path = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let teacher = std::fs::read(&scale.teacher).ok()?;
+    reuse.iter().find_map(|dir| {
+        let other = RunSpec::read(dir).ok()?;
+        if other.training != spec.training || !same_path(&other.data, &spec.data) {
+            return None;
+        }
+        let theirs = other
+            .scales
+            .iter()
+            .find(|s| s.patch_size == scale.patch_size)?;
+        let model = ScalePaths::in_run_dir(dir, scale.patch_size).model;
+        let same_teacher = same_path(&theirs.teacher, &scale.teacher)
+            || std::fs::read(&theirs.teacher).ok()? == teacher;
+        (same_teacher && model.is_file()).then_some(model)
+    })
+}
+
 /// Trains every scale of `spec` into `run_dir`. With `resume`, scales whose file exists are
 /// kept and a scale with a checkpoint continues from it; without, an existing `run.toml` with
-/// a different spec is an error (so a run directory is never silently mixed). Returns `None`
-/// when the observer stopped the run.
+/// a different spec is an error (so a run directory is never silently mixed). A scale that
+/// [`reusable_scale`] finds in one of the `reuse` run directories is copied from there
+/// instead of trained. Returns `None` when the observer stopped the run.
 pub fn train_detector(
     spec: &RunSpec,
     run_dir: &Path,
     resume: bool,
+    reuse: &[PathBuf],
     device: &Device,
     observer: &mut dyn StudentObserver,
 ) -> Result<Option<TrainReport>> {
@@ -297,6 +328,22 @@ pub fn train_detector(
         if paths.model.is_file() {
             let model = ScaleModel::load(&paths.model, device)?;
             tracing::info!(patch_size = scale.patch_size, "scale already trained, kept");
+            summaries.push(model.summary);
+            continue;
+        }
+        if let Some(source) = reusable_scale(spec, scale, reuse) {
+            write_atomically(&paths.model, |tmp| {
+                std::fs::copy(&source, tmp)
+                    .map(|_| ())
+                    .map_err(|e| DetectorError::io(&source, e))
+            })?;
+            // Read back: a damaged source is an error naming it, not a broken run.
+            let model = ScaleModel::load(&paths.model, device)?;
+            tracing::info!(
+                patch_size = scale.patch_size,
+                from = %source.display(),
+                "scale taken from a run with the same data, teacher and training"
+            );
             summaries.push(model.summary);
             continue;
         }
@@ -457,6 +504,32 @@ impl Detector {
         let image = load_rgb(path, Some(Size::new(size as u32, size as u32)))?;
         let tensor = image.image.to_tensor(device)?.unsqueeze(0)?;
         let per_scale = self.scores_per_scale(&tensor)?;
+        Ok(Prediction {
+            model_scores: mean_over_scales(&per_scale),
+            per_scale,
+            model_size: size,
+            image,
+        })
+    }
+
+    /// The prediction of an image file from per-scale scores computed earlier by
+    /// [`Detector::predict_file`] (an interrupted evaluation's): the image is loaded for its
+    /// size and pixels, the networks are not run. Scores of another shape are an error.
+    pub fn prediction_from_scores(
+        &self,
+        path: &Path,
+        per_scale: Vec<Vec<f32>>,
+    ) -> Result<Prediction> {
+        let size = self.image_size();
+        if per_scale.len() != self.scales.len() || per_scale.iter().any(|m| m.len() != size * size)
+        {
+            return Err(DetectorError::InvalidConfig(format!(
+                "{}: stored scores do not match {} scale(s) at {size}×{size}",
+                path.display(),
+                self.scales.len()
+            )));
+        }
+        let image = load_rgb(path, Some(Size::new(size as u32, size as u32)))?;
         Ok(Prediction {
             model_scores: mean_over_scales(&per_scale),
             per_scale,

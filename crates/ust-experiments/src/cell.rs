@@ -209,11 +209,15 @@ pub struct CellResult {
     pub hash: String,
     pub config: Value,
     pub figures: Figures,
-    /// Seconds all its commands took (the last, successful attempt).
+    /// Seconds all its commands took (the last, successful attempt); for a job that ran in
+    /// one command with others (`ran_with`), its equal share of that command's time.
     pub wall_s: f64,
     pub steps: Vec<StepRecord>,
     /// UTC, `YYYY-MM-DDTHH:MM:SSZ`.
     pub finished_at: String,
+    /// The other jobs done by the same command (dense baselines on the same descriptors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ran_with: Vec<String>,
 }
 
 impl CellResult {

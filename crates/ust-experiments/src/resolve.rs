@@ -145,6 +145,31 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// The students' run directories of `category` in every experiment's cells beside
+/// `cells_dir` (`RUNS/*/cells/students-<category>-*/model`, sorted), the cell `own` excepted:
+/// `ust train --reuse` copies from them any scale trained on the same data with the same
+/// teacher and configuration (e.g. Table 1's p = 65 students from Table 3's cell), and passes
+/// the others over.
+pub fn students_models_beside(cells_dir: &Path, category: &str, own: &str) -> Vec<PathBuf> {
+    let Some(runs) = cells_dir.parent().and_then(Path::parent) else {
+        return Vec::new();
+    };
+    let prefix = format!("students-{category}-");
+    let mut found = Vec::new();
+    for experiment in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+        let cells = experiment.path().join("cells");
+        for cell in std::fs::read_dir(&cells).into_iter().flatten().flatten() {
+            let name = cell.file_name().to_string_lossy().into_owned();
+            let model = cell.path().join(MODEL_DIR);
+            if name.starts_with(&prefix) && name != own && model.join("run.toml").is_file() {
+                found.push(model);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 impl Job {
     /// The commands (arguments of the `ust` binary) that do the job in `cell_dir`; `resume`
     /// continues an interrupted training found there.
@@ -233,6 +258,9 @@ impl Job {
                 for t in teachers {
                     train.extend(["--teacher".into(), s(t)]);
                 }
+                for other in students_models_beside(cells_dir, category, &self.cell) {
+                    train.extend(["--reuse".into(), s(&other)]);
+                }
                 if resume {
                     train.push("--resume".into());
                 }
@@ -250,34 +278,7 @@ impl Job {
                     ]),
                 ]
             }
-            Task::DenseBaseline {
-                data,
-                category,
-                method,
-                p,
-                teacher,
-                preset,
-                seed,
-            } => vec![step(vec![
-                "baseline".into(),
-                "dense".into(),
-                "--data".into(),
-                s(data),
-                "--category".into(),
-                category.clone(),
-                "--method".into(),
-                method.clone(),
-                "--p".into(),
-                p.to_string(),
-                "--teacher".into(),
-                s(teacher),
-                "--preset".into(),
-                preset.clone(),
-                "--seed".into(),
-                seed.to_string(),
-                "--out".into(),
-                s(&cell),
-            ])],
+            Task::DenseBaseline { .. } => Job::dense_steps_together(&[self], cells_dir),
             Task::OneClass {
                 dataset,
                 root,
@@ -324,6 +325,86 @@ impl Job {
             Task::Teacher { .. } => Some(cells_dir.join(&self.cell).join(TEACHER_FILE)),
             _ => None,
         }
+    }
+
+    /// For a dense baseline, what it shares with the other methods on the same descriptors
+    /// (data, category, p, teacher, preset, seed): jobs with the same key can run as one
+    /// `ust baseline dense` command ([`Job::dense_steps_together`]). `None` for other kinds.
+    pub fn shared_descriptors_key(&self) -> Option<String> {
+        match &self.task {
+            Task::DenseBaseline {
+                data,
+                category,
+                p,
+                teacher,
+                preset,
+                seed,
+                ..
+            } => Some(format!(
+                "{}|{category}|{p}|{}|{preset}|{seed}",
+                data.display(),
+                teacher.display()
+            )),
+            _ => None,
+        }
+    }
+
+    /// The one `ust baseline dense` command of dense-baseline jobs with the same
+    /// [`Job::shared_descriptors_key`]: `--method M --out CELL` per job, in order, so the
+    /// teacher describes each image once for all of them (each method's figures are those it
+    /// gets alone).
+    ///
+    /// # Panics
+    /// If `jobs` is empty or holds another kind of job (a programming error).
+    pub fn dense_steps_together(jobs: &[&Job], cells_dir: &Path) -> Vec<Step> {
+        let Task::DenseBaseline {
+            data,
+            category,
+            p,
+            teacher,
+            preset,
+            seed,
+            ..
+        } = &jobs[0].task
+        else {
+            panic!(
+                "dense_steps_together: {} is not a dense baseline",
+                jobs[0].name
+            );
+        };
+        let mut args: Vec<String> = vec![
+            "baseline".into(),
+            "dense".into(),
+            "--data".into(),
+            s(data),
+            "--category".into(),
+            category.clone(),
+        ];
+        for job in jobs {
+            let Task::DenseBaseline { method, .. } = &job.task else {
+                panic!("dense_steps_together: {} is not a dense baseline", job.name);
+            };
+            args.extend([
+                "--method".into(),
+                method.clone(),
+                "--out".into(),
+                s(&cells_dir.join(&job.cell)),
+            ]);
+        }
+        args.extend([
+            "--p".into(),
+            p.to_string(),
+            "--teacher".into(),
+            s(teacher),
+            "--preset".into(),
+            preset.clone(),
+            "--seed".into(),
+            seed.to_string(),
+        ]);
+        vec![Step {
+            args,
+            stdout_to: None,
+        }]
     }
 
     /// The teacher job this job waits for.

@@ -258,6 +258,29 @@ fn table1_jobs_expand_in_a_stable_order_with_distinct_cells() {
     .to_vec();
     assert_eq!(steps[1].args, want_eval);
     assert_eq!(j.steps(cells_dir, true)[0].args.last().unwrap(), "--resume");
+    // Students cells of the same category in other experiments are offered to --reuse; other
+    // categories, cells without a run, and the job's own cell are not.
+    let runs = f.path("runs");
+    let model_of = |exp: &str, cell: &str, with_run: bool| {
+        let m = runs.join(exp).join("cells").join(cell).join("model");
+        std::fs::create_dir_all(&m).unwrap();
+        if with_run {
+            std::fs::write(m.join("run.toml"), "").unwrap();
+        }
+        m
+    };
+    let ablation = model_of("ablation_p", "students-a-seed1-00ff", true);
+    model_of("ablation_p", "students-b-seed1-00ff", true);
+    model_of("ablation_p", "students-a-seed2-0aaa", false);
+    model_of("x", &j.cell, true);
+    let mine = runs.join("x/cells");
+    let args = &j.steps(&mine, false)[0].args;
+    let offered: Vec<&String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--reuse")
+        .map(|w| &w[1])
+        .collect();
+    assert_eq!(offered, [&ablation.display().to_string()]);
     let d = &plan.jobs[8];
     let args = &d.steps(cells_dir, false)[0].args;
     assert_eq!(&args[..2], ["baseline", "dense"]);
@@ -402,6 +425,7 @@ fn done(name: &str, kind: JobKind, figures: Figures) -> CellStatus {
             wall_s: 2.0,
             steps: Vec::new(),
             finished_at: "2026-01-01T00:00:00Z".into(),
+            ran_with: Vec::new(),
         },
         cached: false,
     }

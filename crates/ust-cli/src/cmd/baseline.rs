@@ -88,9 +88,10 @@ pub struct DenseArgs {
     /// The category under --data.
     #[arg(long)]
     pub category: Option<String>,
-    /// The baseline.
-    #[arg(long, value_enum)]
-    pub method: MethodArg,
+    /// The baseline; repeat it (each with its own --out, in the same order) to fit several on
+    /// one pass of the teacher over the images, with the results each would get alone.
+    #[arg(long, value_enum, required = true)]
+    pub method: Vec<MethodArg>,
     /// Receptive field of the shipped teacher [default: 65, or the --teacher file's].
     #[arg(long)]
     pub p: Option<usize>,
@@ -103,9 +104,9 @@ pub struct DenseArgs {
     /// Seed of the image and vector subsets and of the methods.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The report folder (report.json, report.md).
-    #[arg(long)]
-    pub out: PathBuf,
+    /// The report folder (report.json, report.md) of each --method, in the same order.
+    #[arg(long, required = true)]
+    pub out: Vec<PathBuf>,
 }
 
 /// Caps of one preset.
@@ -175,18 +176,25 @@ pub struct DenseBaselineReport {
     pub image_auroc: Option<f64>,
     /// Seconds fitting the method (PCA included) on the training vectors.
     pub fit_s: f64,
-    /// Seconds extracting, scoring and evaluating the test images.
+    /// Seconds of the teacher's dense descriptors of the training and test images (with
+    /// loading and standardising), shared by every method of the command.
+    pub extract_s: f64,
+    /// Seconds scoring and evaluating the test images with this method.
     pub score_s: f64,
+    /// Seconds of the whole command (all its methods).
     pub total_s: f64,
+    /// The methods fitted in the same command (sharing `extract_s` and `total_s`).
+    pub methods_in_command: Vec<String>,
     pub peak_rss_mib: Option<f64>,
 }
 
 pub fn run(command: BaselineCommand) -> Result<ExitCode> {
     match command {
         BaselineCommand::Dense(args) => {
-            let report = dense(&args)?;
-            println!("{}", dense_markdown(&report));
-            println!("report: {}", args.out.join("report.json").display());
+            for (report, out) in dense(&args)?.iter().zip(&args.out) {
+                println!("{}", dense_markdown(report));
+                println!("report: {}", out.join("report.json").display());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -243,11 +251,27 @@ fn standardised_rows(
     Ok(rows)
 }
 
-/// Runs the baseline and writes the report; returns it.
-pub fn dense(args: &DenseArgs) -> Result<DenseBaselineReport> {
+/// Runs the baselines (one or several, each with its report folder) and writes their reports;
+/// returns them in the order of `--method`. The teacher's descriptors of every image are
+/// computed once and given to every method; each method draws its own seeded subset and is
+/// fitted and scored exactly as it would be alone.
+pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
     let started = Instant::now();
     let device = Device::Cpu;
-    let method = DescriptorMethod::from(args.method);
+    if args.method.len() != args.out.len() {
+        bail!(
+            "--method and --out pair up: {} methods but {} report folders",
+            args.method.len(),
+            args.out.len()
+        );
+    }
+    let methods: Vec<DescriptorMethod> = args.method.iter().map(|&m| m.into()).collect();
+    for (i, m) in methods.iter().enumerate() {
+        if methods[..i].contains(m) {
+            bail!("--method {m} is given twice");
+        }
+    }
+    let names: Vec<String> = methods.iter().map(|m| m.name().to_string()).collect();
     let data = category_dir(&args.data, args.category.as_deref())?;
     let category =
         MvtecCategory::open(&data).with_context(|| format!("opening {}", data.display()))?;
@@ -262,17 +286,24 @@ pub fn dense(args: &DenseArgs) -> Result<DenseBaselineReport> {
         .with_context(|| format!("loading the teacher {}", teacher_path.display()))?;
     let teacher = DenseExtractor::new(teacher_net.detach(), DenseConfig::default());
     let d = teacher.net().descriptor_dim();
-    let preset = dense_preset(args.preset, method);
-    let s = preset.image_size;
+    // The image side and the training images depend on the preset alone; the vector caps
+    // on the method.
+    let presets: Vec<DensePreset> = methods
+        .iter()
+        .map(|&m| dense_preset(args.preset, m))
+        .collect();
+    let shared = presets[0];
+    let s = shared.image_size;
     let size = Some(Size::new(s as u32, s as u32));
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    for out in &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    }
 
     // Training images: all of train/good, or a seeded subset.
     let mut train_paths = category.train_images().to_vec();
     if let Some(idx) = ust_baselines::subsample_indices(
         train_paths.len(),
-        (preset.max_train_images > 0).then_some(preset.max_train_images),
+        (shared.max_train_images > 0).then_some(shared.max_train_images),
         derive_seed(args.seed, 101),
     ) {
         train_paths = idx.into_iter().map(|i| train_paths[i].clone()).collect();
@@ -281,37 +312,57 @@ pub fn dense(args: &DenseArgs) -> Result<DenseBaselineReport> {
         images = train_paths.len(),
         p,
         size = s,
+        methods = names.join(","),
         "teacher descriptors of the training images"
     );
+    let extract_start = Instant::now();
     let pixels = s * s;
     let mut stats = Standardizer::new(d);
-    let mut subset = RowSubset::new(
-        train_paths.len() * pixels,
-        preset.max_train_vectors,
-        derive_seed(args.seed, 102),
-        d,
-    );
+    let mut subsets: Vec<RowSubset> = presets
+        .iter()
+        .map(|preset| {
+            RowSubset::new(
+                train_paths.len() * pixels,
+                preset.max_train_vectors,
+                derive_seed(args.seed, 102),
+                d,
+            )
+        })
+        .collect();
     for path in &train_paths {
         let image = load_rgb(path, size).with_context(|| format!("loading {}", path.display()))?;
         let x = image.image.to_tensor(&device)?.unsqueeze(0)?;
         let y: Tensor = teacher.extract(&x)?;
         stats.add_planes(&y.flatten_all()?.to_vec1::<f32>()?, pixels)?;
-        subset.push(dense_maps_to_rows(&y)?.view())?;
+        let rows = dense_maps_to_rows(&y)?;
+        for subset in &mut subsets {
+            subset.push(rows.view())?;
+        }
     }
     let stats = stats.finish(MIN_TARGET_STD)?;
-    let mut train = subset.finish()?;
-    stats.apply(train.view_mut())?;
-    let train_vectors = train.nrows();
+    let mut extract_s = extract_start.elapsed().as_secs_f64();
 
-    tracing::info!(method = %method, vectors = train_vectors, "fitting");
-    let fit_start = Instant::now();
-    let model = DescriptorModel::fit(method, train.view(), args.seed)
-        .with_context(|| format!("fitting {method} on {train_vectors} descriptors"))?;
-    let fit_s = fit_start.elapsed().as_secs_f64();
-    drop(train);
+    let mut models = Vec::with_capacity(methods.len());
+    let mut fit_s = Vec::with_capacity(methods.len());
+    let mut train_vectors = Vec::with_capacity(methods.len());
+    for (&method, subset) in methods.iter().zip(subsets) {
+        let mut train = subset.finish()?;
+        stats.apply(train.view_mut())?;
+        train_vectors.push(train.nrows());
+        tracing::info!(method = %method, vectors = train.nrows(), "fitting");
+        let fit_start = Instant::now();
+        models.push(
+            DescriptorModel::fit(method, train.view(), args.seed)
+                .with_context(|| format!("fitting {method} on {} descriptors", train.nrows()))?,
+        );
+        fit_s.push(fit_start.elapsed().as_secs_f64());
+    }
 
-    let score_start = Instant::now();
-    let mut evaluator = SegmentationEvaluator::new(0.3, ImageReducer::Max)?;
+    let mut evaluators = methods
+        .iter()
+        .map(|_| SegmentationEvaluator::new(0.3, ImageReducer::Max))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut score_s = vec![0.0; methods.len()];
     let samples = category.test_samples();
     let bar = indicatif::ProgressBar::new(samples.len() as u64);
     bar.set_style(
@@ -322,58 +373,72 @@ pub fn dense(args: &DenseArgs) -> Result<DenseBaselineReport> {
         .progress_chars("=> "),
     );
     for sample in samples {
+        let t0 = Instant::now();
         let image = load_rgb(&sample.path, size)
             .with_context(|| format!("loading {}", sample.path.display()))?;
         let rows = standardised_rows(&teacher, &image, &stats, &device)
             .with_context(|| format!("describing {}", sample.path.display()))?;
-        let scores = model
-            .score(rows.view())
-            .with_context(|| format!("scoring {}", sample.path.display()))?;
+        let mask = match &sample.mask_path {
+            Some(_) => Some(sample.load_mask()?),
+            None => None,
+        };
+        extract_s += t0.elapsed().as_secs_f64();
         let prediction = Prediction {
             model_scores: Vec::new(),
             per_scale: Vec::new(),
             model_size: s,
             image,
         };
-        let map = original_size_map(&prediction, &scores)?;
-        let mask = match &sample.mask_path {
-            Some(_) => Some(sample.load_mask()?),
-            None => None,
-        };
-        push_map(&mut evaluator, &map, mask.as_ref(), sample)?;
+        for ((model, evaluator), seconds) in models.iter().zip(&mut evaluators).zip(&mut score_s) {
+            let t = Instant::now();
+            let scores = model
+                .score(rows.view())
+                .with_context(|| format!("scoring {}", sample.path.display()))?;
+            let map = original_size_map(&prediction, &scores)?;
+            push_map(evaluator, &map, mask.as_ref(), sample)?;
+            *seconds += t.elapsed().as_secs_f64();
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let scores = evaluator.finish()?;
-    let score_s = score_start.elapsed().as_secs_f64();
-    let report = DenseBaselineReport {
-        kind: "dense_baseline".into(),
-        data: args.data.display().to_string(),
-        category: category.name().to_string(),
-        method: method.name().into(),
-        p,
-        preset: ust_detector::Preset::from(args.preset).to_string(),
-        seed: args.seed,
-        teacher: teacher_path.display().to_string(),
-        image_size: s,
-        train_images: train_paths.len(),
-        train_vectors,
-        test_images: samples.len(),
-        au_pro: scores.au_pro,
-        pixel_auroc: scores.pixel_auroc,
-        image_auroc: scores.image_auroc,
-        fit_s,
-        score_s,
-        total_s: started.elapsed().as_secs_f64(),
-        peak_rss_mib: peak_rss_mib(),
-    };
-    std::fs::write(args.out.join("report.md"), dense_markdown(&report))
-        .with_context(|| format!("writing {}", args.out.join("report.md").display()))?;
-    write_atomic(
-        &args.out.join("report.json"),
-        &serde_json::to_string_pretty(&report)?,
-    )?;
-    Ok(report)
+    let total_s = started.elapsed().as_secs_f64();
+    let peak = peak_rss_mib();
+    let mut reports = Vec::with_capacity(methods.len());
+    for (i, evaluator) in evaluators.into_iter().enumerate() {
+        let scores = evaluator.finish()?;
+        let report = DenseBaselineReport {
+            kind: "dense_baseline".into(),
+            data: args.data.display().to_string(),
+            category: category.name().to_string(),
+            method: names[i].clone(),
+            p,
+            preset: ust_detector::Preset::from(args.preset).to_string(),
+            seed: args.seed,
+            teacher: teacher_path.display().to_string(),
+            image_size: s,
+            train_images: train_paths.len(),
+            train_vectors: train_vectors[i],
+            test_images: samples.len(),
+            au_pro: scores.au_pro,
+            pixel_auroc: scores.pixel_auroc,
+            image_auroc: scores.image_auroc,
+            fit_s: fit_s[i],
+            extract_s,
+            score_s: score_s[i],
+            total_s,
+            methods_in_command: names.clone(),
+            peak_rss_mib: peak,
+        };
+        let out = &args.out[i];
+        std::fs::write(out.join("report.md"), dense_markdown(&report))
+            .with_context(|| format!("writing {}", out.join("report.md").display()))?;
+        write_atomic(
+            &out.join("report.json"),
+            &serde_json::to_string_pretty(&report)?,
+        )?;
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -387,7 +452,8 @@ pub fn dense_markdown(r: &DenseBaselineReport) -> String {
          - data: `{data}`; teacher `{teacher}` (p = {p}); preset {preset}, images at {s}×{s}, \
          seed {seed}\n\
          - fitted on {tv} descriptor vectors of {ti} training images; {te} test images\n\
-         - fit {fit:.1} s, test extraction + scoring + evaluation {score:.1} s, total {total:.1} s{rss}\n\n\
+         - fit {fit:.1} s, scoring + evaluation of the test images {score:.1} s; teacher \
+         descriptors {extract:.1} s and total {total:.1} s{shared}{rss}\n\n\
          | method | AU-PRO (FPR ≤ 0.3) | pixel AUROC | image AUROC (max) |\n|---|---|---|---|\n\
          | {method} | {aupro:.4} | {pix:.4} | {img} |\n",
         method = r.method,
@@ -403,7 +469,13 @@ pub fn dense_markdown(r: &DenseBaselineReport) -> String {
         te = r.test_images,
         fit = r.fit_s,
         score = r.score_s,
+        extract = r.extract_s,
         total = r.total_s,
+        shared = if r.methods_in_command.len() > 1 {
+            format!(" (one command for {})", r.methods_in_command.join(", "))
+        } else {
+            String::new()
+        },
         rss = r
             .peak_rss_mib
             .map(|m| format!("; peak memory {m:.0} MiB"))

@@ -83,6 +83,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         lr: None,
         max_train_images: None,
         seed: None,
+        reuse: Vec::new(),
     };
     let (spec, _) = run_spec(&train_args)?;
     if run_dir.join(ust_detector::pipeline::RUN_FILE).is_file()
@@ -100,7 +101,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         data.display(),
         spec.training.preset
     );
-    if train(&spec, &run_dir, true)?.is_none() {
+    if train(&spec, &run_dir, true, &[])?.is_none() {
         return Ok(ExitCode::FAILURE);
     }
     let (report, out) = evaluate(&EvaluateArgs {

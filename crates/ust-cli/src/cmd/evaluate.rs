@@ -1,7 +1,9 @@
 //! `ust evaluate`: predict the test split of a category with a trained run directory and
 //! evaluate it as `ust eval` does (AU-PRO up to an FPR limit, pixel and image AUROC), for every
 //! scale alone and for their mean; writes `report.json`, `report.md`, `pro-curve.png` and,
-//! on request, the maps (TIFF, MVTec layout) and heatmaps/overlays.
+//! on request, the maps (TIFF, MVTec layout) and heatmaps/overlays. Each image's scores are
+//! kept until the report is written, so an interrupted evaluation resumes
+//! ([`super::partial_maps`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,8 +18,12 @@ use ust_detector::{Detector, Device, TrainReport};
 use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator, SegmentationScores};
 
 use super::bench::peak_rss_mib;
+use super::partial_maps::PartialMaps;
 use super::predict::{MapWriter, OutputFormat, original_size_map, thresholds};
 use super::train::category_dir;
+
+/// Test hook: `ust evaluate` stops with an error after scoring this many images, as if killed.
+pub const STOP_AFTER_ENV: &str = "UST_EVALUATE_STOP_AFTER";
 
 #[derive(Args, Debug, Clone)]
 pub struct EvaluateArgs {
@@ -73,9 +79,12 @@ pub struct EvaluationReport {
     pub defect_regions: usize,
     /// Per scale, then "multi-scale" when there are several.
     pub rows: Vec<ScoreRow>,
-    /// Wall-clock seconds predicting the test images (all scales), and per image.
+    /// Wall-clock seconds predicting the test images (all scales), and per image scored by
+    /// this invocation.
     pub predict_s: f64,
     pub seconds_per_image: f64,
+    /// Test images whose scores an interrupted evaluation had kept (not scored again).
+    pub resumed_images: usize,
     pub peak_rss_mib: Option<f64>,
     /// The run's training summary, when present.
     pub training: Option<TrainReport>,
@@ -130,12 +139,31 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    let mut partial = PartialMaps::open(&out, &detector, &args.run_dir, samples)?;
+    // For the tests of resumption: stop (with an error) after scoring this many images.
+    let stop_after = std::env::var(STOP_AFTER_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut scored = 0usize;
     let started = Instant::now();
     let mut regions = 0usize;
-    for sample in samples {
-        let prediction = detector
-            .predict_file(&sample.path, &device)
-            .with_context(|| format!("scoring {}", sample.path.display()))?;
+    for (index, sample) in samples.iter().enumerate() {
+        let prediction = match partial.get(index)? {
+            Some(per_scale) => detector
+                .prediction_from_scores(&sample.path, per_scale)
+                .with_context(|| format!("reloading the scores of {}", sample.path.display()))?,
+            None => {
+                let p = detector
+                    .predict_file(&sample.path, &device)
+                    .with_context(|| format!("scoring {}", sample.path.display()))?;
+                partial.put(index, &p.per_scale)?;
+                scored += 1;
+                if stop_after.is_some_and(|n| scored >= n) {
+                    anyhow::bail!("stopped after scoring {scored} images ({STOP_AFTER_ENV})");
+                }
+                p
+            }
+        };
         let mask = match &sample.mask_path {
             Some(_) => Some(sample.load_mask()?),
             None => None,
@@ -170,6 +198,10 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     }
     bar.finish_and_clear();
     let predict_s = started.elapsed().as_secs_f64();
+    let resumed_images = partial.resumed;
+    if resumed_images > 0 {
+        tracing::info!(resumed_images, "scores of an interrupted evaluation reused");
+    }
     let mut rows = Vec::new();
     let mut curves = Vec::new();
     for (i, evaluator) in evaluators.into_iter().enumerate() {
@@ -207,7 +239,8 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         defect_regions: regions,
         rows,
         predict_s,
-        seconds_per_image: predict_s / samples.len().max(1) as f64,
+        seconds_per_image: predict_s / (samples.len() - resumed_images).max(1) as f64,
+        resumed_images,
         peak_rss_mib: peak_rss_mib(),
         training,
     };
@@ -226,6 +259,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     .with_context(|| format!("writing {}", out.join("report.json").display()))?;
     std::fs::write(out.join("report.md"), markdown(&report))
         .with_context(|| format!("writing {}", out.join("report.md").display()))?;
+    partial.finish()?;
     Ok((report, out))
 }
 
@@ -235,6 +269,18 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 /// The report as Markdown.
 pub fn markdown(r: &EvaluationReport) -> String {
+    let resumed = if r.resumed_images > 0 {
+        format!(
+            "; the scores of {} images kept by an interrupted evaluation",
+            r.resumed_images
+        )
+    } else {
+        String::new()
+    };
+    let rss = r
+        .peak_rss_mib
+        .map(|m| format!("; peak memory {m:.0} MiB"))
+        .unwrap_or_default();
     let mut s = format!(
         "# Evaluation: {}\n\n- data: `{}`\n- run: `{}` (preset {}, images at {}×{})\n- {} test \
          images, {} defect regions; AU-PRO up to FPR {}; image score: {}\n- prediction: {:.1} s \
@@ -251,9 +297,7 @@ pub fn markdown(r: &EvaluationReport) -> String {
         r.reducer,
         r.predict_s,
         r.seconds_per_image,
-        r.peak_rss_mib
-            .map(|m| format!("; peak memory {m:.0} MiB"))
-            .unwrap_or_default()
+        resumed + &rss
     );
     s.push_str("| scores | AU-PRO | pixel AUROC | image AUROC |\n|---|---|---|---|\n");
     for row in &r.rows {

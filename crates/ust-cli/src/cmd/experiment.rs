@@ -149,20 +149,46 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
         }
     } else {
         check_inputs(&selected.iter().collect::<Vec<_>>())?;
+        let n = selected.len();
+        let mut found: Vec<Option<CellStatus>> = (0..n).map(|_| None).collect();
+        let pending = |job: &Job| args.force || !is_done(&cells_dir, job);
         for (k, job) in selected.iter().enumerate() {
-            let status = if !args.force && is_done(&cells_dir, job) {
-                tracing::info!("[{}/{}] {}: done, skipped", k + 1, selected.len(), job.name);
+            if found[k].is_some() {
+                continue; // ran with an earlier job
+            }
+            let status = if !pending(job) {
+                tracing::info!("[{}/{n}] {}: done, skipped", k + 1, job.name);
                 read_status(&cells_dir, job)?
             } else if let Some(reason) = missing_teacher(&plan, job, &cells_dir, &args.file) {
                 let failure = failure_record(job, reason, Vec::new(), Vec::new(), 0.0);
                 write_failure(&cells_dir.join(&job.cell), &failure)?;
                 tracing::warn!("{}: {}", job.name, failure.reason);
                 CellStatus::Failed { failure }
+            } else if let Some(key) = job.shared_descriptors_key() {
+                // Every pending dense baseline on the same descriptors runs in this command.
+                let group: Vec<usize> = (k..n)
+                    .filter(|&i| {
+                        found[i].is_none()
+                            && selected[i].shared_descriptors_key().as_ref() == Some(&key)
+                            && pending(&selected[i])
+                    })
+                    .collect();
+                let jobs: Vec<&Job> = group.iter().map(|&i| &selected[i]).collect();
+                let statuses = run_jobs(&jobs, &cells_dir, args.force, (k, n))?;
+                for (i, status) in group.into_iter().zip(statuses) {
+                    found[i] = Some(status);
+                }
+                continue;
             } else {
-                run_job(job, &cells_dir, args.force, (k, selected.len()))?
+                run_job(job, &cells_dir, args.force, (k, n))?
             };
-            statuses.push(status);
+            found[k] = Some(status);
         }
+        statuses.extend(
+            found
+                .into_iter()
+                .map(|s| s.expect("every selected job has a status")),
+        );
     }
 
     let failed = statuses
@@ -260,40 +286,113 @@ fn resumable(job: &Job, cell: &Path) -> bool {
     }
 }
 
-/// Runs every command of `job` in its cell and records the outcome there.
-fn run_job(job: &Job, cells_dir: &Path, force: bool, (k, n): (usize, usize)) -> Result<CellStatus> {
-    let cell = cells_dir.join(&job.cell);
-    if force && cell.exists() {
-        std::fs::remove_dir_all(&cell)
-            .with_context(|| format!("clearing {} (--force)", cell.display()))?;
+/// Copies what is written to every file (a command run for several cells logs into each).
+struct Tee(Vec<std::fs::File>);
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for f in &mut self.0 {
+            f.write_all(buf)?;
+        }
+        Ok(buf.len())
     }
-    std::fs::create_dir_all(&cell).with_context(|| format!("creating {}", cell.display()))?;
-    for stale in [RESULT_FILE, REPORT_FILE] {
-        let p = cell.join(stale);
-        if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.iter_mut().try_for_each(Write::flush)
+    }
+}
+
+/// Runs every command of `job` in its cell and records the outcome there.
+fn run_job(
+    job: &Job,
+    cells_dir: &Path,
+    force: bool,
+    position: (usize, usize),
+) -> Result<CellStatus> {
+    let mut statuses = run_jobs(&[job], cells_dir, force, position)?;
+    Ok(statuses.remove(0))
+}
+
+/// Runs `jobs` — one job, or dense baselines sharing their descriptors
+/// ([`Job::shared_descriptors_key`]), done by one command — in their cells and records each
+/// outcome in its cell. A job that ran with others gets an equal share of the command's time.
+fn run_jobs(
+    jobs: &[&Job],
+    cells_dir: &Path,
+    force: bool,
+    (k, n): (usize, usize),
+) -> Result<Vec<CellStatus>> {
+    let cells: Vec<PathBuf> = jobs.iter().map(|j| cells_dir.join(&j.cell)).collect();
+    for cell in &cells {
+        if force && cell.exists() {
+            std::fs::remove_dir_all(cell)
+                .with_context(|| format!("clearing {} (--force)", cell.display()))?;
+        }
+        std::fs::create_dir_all(cell).with_context(|| format!("creating {}", cell.display()))?;
+        for stale in [RESULT_FILE, REPORT_FILE] {
+            let p = cell.join(stale);
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
         }
     }
-    let resume = resumable(job, &cell);
+    let together = jobs.len() > 1;
+    let resume = !together && resumable(jobs[0], &cells[0]);
+    let name = if together {
+        jobs.iter()
+            .map(|j| j.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    } else {
+        jobs[0].name.clone()
+    };
     tracing::info!(
-        "[{}/{n}] {}: {}running in {}",
+        "[{}/{n}] {name}: {}running in {}{}",
         k + 1,
-        job.name,
         if resume { "resuming, " } else { "" },
-        cell.display()
+        cells[0].display(),
+        if together {
+            format!(
+                " and {} more cells (one pass of the teacher)",
+                cells.len() - 1
+            )
+        } else {
+            String::new()
+        }
     );
     let exe = ust_binary()?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(cell.join("job.log"))
-        .with_context(|| format!("opening {}", cell.join("job.log").display()))?;
+    let mut log = Tee(cells
+        .iter()
+        .map(|cell| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(cell.join("job.log"))
+                .with_context(|| format!("opening {}", cell.join("job.log").display()))
+        })
+        .collect::<Result<_>>()?);
+    let steps = if together {
+        Job::dense_steps_together(jobs, cells_dir)
+    } else {
+        jobs[0].steps(cells_dir, resume)
+    };
     let started = Instant::now();
     let mut records = Vec::new();
-    for step in job.steps(cells_dir, resume) {
+    let fail_all = |reason: String, records: Vec<StepRecord>, tail: Vec<String>, wall_s: f64| {
+        let mut statuses = Vec::new();
+        for (job, cell) in jobs.iter().zip(&cells) {
+            tracing::warn!("{}: {reason}", job.name);
+            let failure =
+                failure_record(job, reason.clone(), records.clone(), tail.clone(), wall_s);
+            write_failure(cell, &failure)?;
+            statuses.push(CellStatus::Failed { failure });
+        }
+        Ok::<_, anyhow::Error>(statuses)
+    };
+    for step in steps {
         writeln!(log, "$ ust {}", step.args.join(" "))?;
         let t0 = Instant::now();
-        let outcome = run_command(&exe, &step.args, &job.name, &mut log);
+        let outcome = run_command(&exe, &step.args, &name, &mut log);
         let wall_s = t0.elapsed().as_secs_f64();
         let what = match step.args.first().map(String::as_str) {
             Some("teacher" | "baseline") => step.args[..2.min(step.args.len())].join(" "),
@@ -313,15 +412,12 @@ fn run_job(job: &Job, cells_dir: &Path, force: bool, (k, n): (usize, usize)) -> 
                     wall_s,
                     peak_rss_mib: None,
                 });
-                let failure = failure_record(
-                    job,
+                return fail_all(
                     format!("could not run `ust {what}`: {e:#}"),
                     records,
                     Vec::new(),
                     started.elapsed().as_secs_f64(),
                 );
-                write_failure(&cell, &failure)?;
-                return Ok(CellStatus::Failed { failure });
             }
         };
         records.push(StepRecord {
@@ -340,54 +436,62 @@ fn run_job(job: &Job, cells_dir: &Path, force: bool, (k, n): (usize, usize)) -> 
                 },
                 last.map(|l| format!(": {l}")).unwrap_or_default()
             );
-            tracing::warn!("{}: {reason}", job.name);
-            let failure =
-                failure_record(job, reason, records, tail, started.elapsed().as_secs_f64());
-            write_failure(&cell, &failure)?;
-            return Ok(CellStatus::Failed { failure });
+            return fail_all(reason, records, tail, started.elapsed().as_secs_f64());
         }
         if let Some(to) = &step.stdout_to {
             std::fs::write(to, &stdout).with_context(|| format!("writing {}", to.display()))?;
         }
     }
-    let wall_s = started.elapsed().as_secs_f64();
-    let report_path = cell.join(REPORT_FILE);
-    let figures = std::fs::read_to_string(&report_path)
-        .with_context(|| format!("reading {}", report_path.display()))
-        .and_then(|t| {
-            let v: serde_json::Value = serde_json::from_str(&t)
-                .with_context(|| format!("{} is not JSON", report_path.display()))?;
-            Ok(parse_figures(job.kind, &v, &report_path)?)
+    let wall_s = started.elapsed().as_secs_f64() / jobs.len() as f64;
+    let mut statuses = Vec::with_capacity(jobs.len());
+    for (job, cell) in jobs.iter().zip(&cells) {
+        let report_path = cell.join(REPORT_FILE);
+        let figures = std::fs::read_to_string(&report_path)
+            .with_context(|| format!("reading {}", report_path.display()))
+            .and_then(|t| {
+                let v: serde_json::Value = serde_json::from_str(&t)
+                    .with_context(|| format!("{} is not JSON", report_path.display()))?;
+                Ok(parse_figures(job.kind, &v, &report_path)?)
+            });
+        let figures = match figures {
+            Ok(f) => f,
+            Err(e) => {
+                let failure =
+                    failure_record(job, format!("{e:#}"), records.clone(), Vec::new(), wall_s);
+                write_failure(cell, &failure)?;
+                statuses.push(CellStatus::Failed { failure });
+                continue;
+            }
+        };
+        let result = CellResult {
+            name: job.name.clone(),
+            kind: job.kind,
+            hash: job.hash.clone(),
+            config: job.config.clone(),
+            figures,
+            wall_s,
+            steps: records.clone(),
+            finished_at: utc_timestamp(SystemTime::now()),
+            ran_with: jobs
+                .iter()
+                .filter(|j| j.name != job.name)
+                .map(|j| j.name.clone())
+                .collect(),
+        };
+        write_result(cell, &result)?;
+        tracing::info!(
+            "[{}/{n}] {}: done in {wall_s:.1} s{}: {}",
+            k + 1,
+            job.name,
+            if together { " (its share)" } else { "" },
+            result.figures.summary()
+        );
+        statuses.push(CellStatus::Done {
+            result,
+            cached: false,
         });
-    let figures = match figures {
-        Ok(f) => f,
-        Err(e) => {
-            let failure = failure_record(job, format!("{e:#}"), records, Vec::new(), wall_s);
-            write_failure(&cell, &failure)?;
-            return Ok(CellStatus::Failed { failure });
-        }
-    };
-    let result = CellResult {
-        name: job.name.clone(),
-        kind: job.kind,
-        hash: job.hash.clone(),
-        config: job.config.clone(),
-        figures,
-        wall_s,
-        steps: records,
-        finished_at: utc_timestamp(SystemTime::now()),
-    };
-    write_result(&cell, &result)?;
-    tracing::info!(
-        "[{}/{n}] {}: done in {wall_s:.1} s: {}",
-        k + 1,
-        job.name,
-        result.figures.summary()
-    );
-    Ok(CellStatus::Done {
-        result,
-        cached: false,
-    })
+    }
+    Ok(statuses)
 }
 
 /// The program the jobs run: this binary. On Linux `/proc/self/exe`, which still names the
@@ -408,7 +512,7 @@ fn run_command(
     exe: &Path,
     args: &[String],
     name: &str,
-    log: &mut std::fs::File,
+    log: &mut dyn Write,
 ) -> Result<CommandOutcome> {
     let mut command = Command::new(exe);
     #[cfg(unix)]

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod evaluate;
 pub mod experiment;
 pub mod oneclass;
+pub mod partial_maps;
 pub mod predict;
 pub mod quality;
 pub mod teacher;

@@ -63,6 +63,11 @@ pub struct TrainArgs {
     /// Seed of the initial weights, the validation split, the order and the crops.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Another run directory (repeatable) to copy a scale from instead of training it, when
+    /// that run used the same data folder, an identical teacher file for the scale and the
+    /// same resolved training configuration; others are passed over.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub reuse: Vec<PathBuf>,
 }
 
 /// The category folder `args` names.
@@ -166,7 +171,7 @@ pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let (spec, out) = run_spec(&args)?;
-    match train(&spec, &out, args.resume)? {
+    match train(&spec, &out, args.resume, &args.reuse)? {
         Some(report) => {
             for s in &report.scales {
                 println!(
@@ -182,9 +187,14 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 }
 
 /// Trains with a progress bar; `None` when stopped.
-pub fn train(spec: &RunSpec, out: &Path, resume: bool) -> Result<Option<TrainReport>> {
+pub fn train(
+    spec: &RunSpec,
+    out: &Path,
+    resume: bool,
+    reuse: &[PathBuf],
+) -> Result<Option<TrainReport>> {
     let mut progress = StudentProgress::default();
-    let result = train_detector(spec, out, resume, &Device::Cpu, &mut progress);
+    let result = train_detector(spec, out, resume, reuse, &Device::Cpu, &mut progress);
     progress.finish();
     result.with_context(|| format!("training into {}", out.display()))
 }
