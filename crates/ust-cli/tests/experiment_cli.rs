@@ -491,4 +491,37 @@ fn table2_like_teacher_stage_then_one_class() {
         row_of(&md, "students, teacher `m` (λk=0 λm=1 λc=0)")[4],
         "–"
     );
+
+    // The whole table three jobs at a time, elsewhere: the jobs of teacher `m` wait for its
+    // job (started before it ends, they would fail naming it), and every figure is the one
+    // the jobs gave one at a time. Each job keeps the default thread count (float sums are
+    // split by thread count, so another count would differ in the last bits).
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let out = run_ok(ust(cwd).env("RAYON_NUM_THREADS", cores.to_string()).args([
+        "experiment",
+        "t2.toml",
+        "--parallel",
+        "3",
+        "--runs",
+        "par",
+    ]));
+    assert!(
+        stdout(&out).contains("7 jobs: 7 done, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    let par = json(&last_run(&cwd.join("par/t2")).join("results.json"));
+    let par_cells = par["cells"].as_array().unwrap();
+    assert_eq!(par_cells.len(), cells.len());
+    for (a, b) in cells.iter().zip(par_cells) {
+        assert_eq!(a["name"], b["name"]);
+        for key in ["auroc", "iterations"] {
+            assert_eq!(
+                a["result"]["figures"][key], b["result"]["figures"][key],
+                "{} {key}",
+                a["name"]
+            );
+        }
+    }
+    assert!(par_cells[1]["result"]["figures"]["auroc"].is_number());
 }

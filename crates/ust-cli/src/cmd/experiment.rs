@@ -59,6 +59,10 @@ pub struct ExperimentArgs {
     /// Rerun finished jobs (their cells are cleared first).
     #[arg(long)]
     pub force: bool,
+    /// Run up to N jobs at once, each with cores/N threads (unless RAYON_NUM_THREADS is set);
+    /// a job that needs a teacher job of this run waits for it.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
     /// Where runs go: RUNS/<experiment>/cells/ and RUNS/<experiment>/<timestamp>/.
     #[arg(long, default_value = "runs")]
     pub runs: PathBuf,
@@ -73,6 +77,9 @@ fn preset_name(p: PresetArg) -> &'static str {
 }
 
 pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
+    if args.parallel == 0 {
+        bail!("--parallel must be at least 1 (jobs at once)");
+    }
     let started = Instant::now();
     let started_at = SystemTime::now();
     let overrides = Overrides {
@@ -149,46 +156,7 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
         }
     } else {
         check_inputs(&selected.iter().collect::<Vec<_>>())?;
-        let n = selected.len();
-        let mut found: Vec<Option<CellStatus>> = (0..n).map(|_| None).collect();
-        let pending = |job: &Job| args.force || !is_done(&cells_dir, job);
-        for (k, job) in selected.iter().enumerate() {
-            if found[k].is_some() {
-                continue; // ran with an earlier job
-            }
-            let status = if !pending(job) {
-                tracing::info!("[{}/{n}] {}: done, skipped", k + 1, job.name);
-                read_status(&cells_dir, job)?
-            } else if let Some(reason) = missing_teacher(&plan, job, &cells_dir, &args.file) {
-                let failure = failure_record(job, reason, Vec::new(), Vec::new(), 0.0);
-                write_failure(&cells_dir.join(&job.cell), &failure)?;
-                tracing::warn!("{}: {}", job.name, failure.reason);
-                CellStatus::Failed { failure }
-            } else if let Some(key) = job.shared_descriptors_key() {
-                // Every pending dense baseline on the same descriptors runs in this command.
-                let group: Vec<usize> = (k..n)
-                    .filter(|&i| {
-                        found[i].is_none()
-                            && selected[i].shared_descriptors_key().as_ref() == Some(&key)
-                            && pending(&selected[i])
-                    })
-                    .collect();
-                let jobs: Vec<&Job> = group.iter().map(|&i| &selected[i]).collect();
-                let statuses = run_jobs(&jobs, &cells_dir, args.force, (k, n))?;
-                for (i, status) in group.into_iter().zip(statuses) {
-                    found[i] = Some(status);
-                }
-                continue;
-            } else {
-                run_job(job, &cells_dir, args.force, (k, n))?
-            };
-            found[k] = Some(status);
-        }
-        statuses.extend(
-            found
-                .into_iter()
-                .map(|s| s.expect("every selected job has a status")),
-        );
+        statuses = run_selected(&plan, &selected, &cells_dir, &args)?;
     }
 
     let failed = statuses
@@ -236,6 +204,141 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs the pending jobs of `selected` (done ones are read back), up to `args.parallel` at
+/// once, and returns every job's status in the order of `selected`.
+///
+/// Work units: one job, or every pending dense baseline on the same descriptors (one
+/// command). Units start in the order of `selected`; a unit whose job waits for a teacher job
+/// of this invocation starts once that job has ended (then fails, naming it, if the teacher
+/// failed). With several at once, each command gets `RAYON_NUM_THREADS` = cores / parallel
+/// unless the variable is set.
+fn run_selected(
+    plan: &Plan,
+    selected: &[Job],
+    cells_dir: &Path,
+    args: &ExperimentArgs,
+) -> Result<Vec<CellStatus>> {
+    use std::collections::HashSet;
+    use std::sync::{Condvar, Mutex};
+
+    let n = selected.len();
+    let mut found: Vec<Option<CellStatus>> = (0..n).map(|_| None).collect();
+    let pending = |job: &Job| args.force || !is_done(cells_dir, job);
+    let mut units: VecDeque<Vec<usize>> = VecDeque::new();
+    for (k, job) in selected.iter().enumerate() {
+        if units.iter().flatten().any(|&i| i == k) {
+            continue; // in an earlier job's command
+        }
+        if !pending(job) {
+            tracing::info!("[{}/{n}] {}: done, skipped", k + 1, job.name);
+            found[k] = Some(read_status(cells_dir, job)?);
+        } else if let Some(key) = job.shared_descriptors_key() {
+            // Every pending dense baseline on the same descriptors runs in one command.
+            units.push_back(
+                (k..n)
+                    .filter(|&i| {
+                        selected[i].shared_descriptors_key().as_ref() == Some(&key)
+                            && pending(&selected[i])
+                    })
+                    .collect(),
+            );
+        } else {
+            units.push_back(vec![k]);
+        }
+    }
+    let threads = if args.parallel > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        Some((cores / args.parallel).max(1))
+    } else {
+        None
+    };
+
+    struct Queue {
+        units: VecDeque<Vec<usize>>,
+        /// Names of the jobs not yet ended (queued or running).
+        unfinished: HashSet<String>,
+        found: Vec<Option<CellStatus>>,
+        error: Option<anyhow::Error>,
+    }
+    let unfinished = units
+        .iter()
+        .flatten()
+        .map(|&i| selected[i].name.clone())
+        .collect();
+    let queue = Mutex::new(Queue {
+        units,
+        unfinished,
+        found,
+        error: None,
+    });
+    let wake = Condvar::new();
+    let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
+    let worker = || {
+        loop {
+            let unit = {
+                let mut q = lock();
+                loop {
+                    if q.error.is_some() || q.units.is_empty() {
+                        return;
+                    }
+                    let ready = q.units.iter().position(|unit| {
+                        unit.iter().all(|&i| {
+                            selected[i]
+                                .depends_on()
+                                .is_none_or(|t| !q.unfinished.contains(t))
+                        })
+                    });
+                    match ready {
+                        Some(u) => break q.units.remove(u).expect("a queued unit"),
+                        None => q = wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                    }
+                }
+            };
+            let k = unit[0];
+            let job = &selected[k];
+            let outcome = match missing_teacher(plan, job, cells_dir, &args.file) {
+                Some(reason) => {
+                    let failure = failure_record(job, reason, Vec::new(), Vec::new(), 0.0);
+                    tracing::warn!("{}: {}", job.name, failure.reason);
+                    write_failure(&cells_dir.join(&job.cell), &failure)
+                        .map(|()| vec![CellStatus::Failed { failure }])
+                        .map_err(anyhow::Error::from)
+                }
+                None => {
+                    let jobs: Vec<&Job> = unit.iter().map(|&i| &selected[i]).collect();
+                    run_jobs(&jobs, cells_dir, args.force, (k, n), threads)
+                }
+            };
+            let mut q = lock();
+            match outcome {
+                Ok(statuses) => {
+                    for (&i, status) in unit.iter().zip(statuses) {
+                        q.unfinished.remove(&selected[i].name);
+                        q.found[i] = Some(status);
+                    }
+                }
+                Err(e) => {
+                    q.error.get_or_insert(e);
+                }
+            }
+            wake.notify_all();
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..args.parallel.max(1) {
+            scope.spawn(worker);
+        }
+    });
+    let q = queue.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = q.error {
+        return Err(e);
+    }
+    Ok(q.found
+        .into_iter()
+        .map(|s| s.expect("every selected job has a status"))
+        .collect())
 }
 
 /// Why `job` cannot run yet: its teacher job has not finished.
@@ -309,7 +412,7 @@ fn run_job(
     force: bool,
     position: (usize, usize),
 ) -> Result<CellStatus> {
-    let mut statuses = run_jobs(&[job], cells_dir, force, position)?;
+    let mut statuses = run_jobs(&[job], cells_dir, force, position, None)?;
     Ok(statuses.remove(0))
 }
 
@@ -321,6 +424,7 @@ fn run_jobs(
     cells_dir: &Path,
     force: bool,
     (k, n): (usize, usize),
+    threads: Option<usize>,
 ) -> Result<Vec<CellStatus>> {
     let cells: Vec<PathBuf> = jobs.iter().map(|j| cells_dir.join(&j.cell)).collect();
     for cell in &cells {
@@ -392,7 +496,7 @@ fn run_jobs(
     for step in steps {
         writeln!(log, "$ ust {}", step.args.join(" "))?;
         let t0 = Instant::now();
-        let outcome = run_command(&exe, &step.args, &name, &mut log);
+        let outcome = run_command(&exe, &step.args, &name, threads, &mut log);
         let wall_s = t0.elapsed().as_secs_f64();
         let what = match step.args.first().map(String::as_str) {
             Some("teacher" | "baseline") => step.args[..2.min(step.args.len())].join(" "),
@@ -512,9 +616,13 @@ fn run_command(
     exe: &Path,
     args: &[String],
     name: &str,
+    threads: Option<usize>,
     log: &mut dyn Write,
 ) -> Result<CommandOutcome> {
     let mut command = Command::new(exe);
+    if let Some(t) = threads {
+        command.env("RAYON_NUM_THREADS", t.to_string());
+    }
     #[cfg(unix)]
     std::os::unix::process::CommandExt::arg0(&mut command, "ust");
     let mut child = command
