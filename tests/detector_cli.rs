@@ -19,6 +19,26 @@ fn random_teacher(path: &Path) {
     support::random_teacher(path, 17);
 }
 
+/// `ust train` of `root/widget` at p = 17 with the smoke preset into `run`.
+fn smoke_train(root: &Path, teacher: &Path, run: &Path) -> std::process::Command {
+    let mut c = ust();
+    c.args(["train", "--data"])
+        .arg(root)
+        .args([
+            "--category",
+            "widget",
+            "--scales",
+            "17",
+            "--preset",
+            "smoke",
+        ])
+        .arg("--teacher")
+        .arg(teacher)
+        .arg("--out")
+        .arg(run);
+    c
+}
+
 #[test]
 fn train_predict_evaluate_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,22 +47,8 @@ fn train_predict_evaluate_end_to_end() {
     random_teacher(&teacher);
     let run = dir.path().join("run");
     let train = |extra: &[&str]| {
-        let mut c = ust();
-        c.args(["train", "--data"])
-            .arg(dir.path())
-            .args([
-                "--category",
-                "widget",
-                "--scales",
-                "17",
-                "--preset",
-                "smoke",
-            ])
-            .arg("--teacher")
-            .arg(&teacher)
-            .arg("--out")
-            .arg(&run)
-            .args(extra);
+        let mut c = smoke_train(dir.path(), &teacher, &run);
+        c.args(extra);
         c
     };
     run_ok(&mut train(&[]));
@@ -267,23 +273,7 @@ fn an_interrupted_evaluation_resumes_with_the_same_report() {
     let teacher = dir.path().join("teacher-p17.safetensors");
     random_teacher(&teacher);
     let run = dir.path().join("run");
-    run_ok(
-        ust()
-            .args(["train", "--data"])
-            .arg(dir.path())
-            .args([
-                "--category",
-                "widget",
-                "--scales",
-                "17",
-                "--preset",
-                "smoke",
-            ])
-            .arg("--teacher")
-            .arg(&teacher)
-            .arg("--out")
-            .arg(&run),
-    );
+    run_ok(&mut smoke_train(dir.path(), &teacher, &run));
     let evaluate = |out: &Path, stop_after: Option<usize>| {
         let mut c = ust();
         c.arg("evaluate").arg(&run).arg("--out").arg(out);
