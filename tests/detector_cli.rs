@@ -254,6 +254,17 @@ fn a_scale_trained_alone_equals_it_in_a_multi_scale_run_and_is_reused() {
         std::fs::read(both.join("p33.safetensors")).unwrap()
     );
     assert!(dir.path().join("reused/validation-scores.json").is_file());
+    let summary = json(&dir.path().join("reused/train-summary.json"));
+    assert_eq!(summary["reused"][0]["patch_size"], 33);
+    assert_eq!(
+        summary["reused"][0]["from"],
+        both.join("p33.safetensors").display().to_string()
+    );
+    assert!(
+        json(&both.join("train-summary.json"))
+            .get("reused")
+            .is_none()
+    );
 
     // Another seed is another training: passed over, trained, and different.
     let text = train("33", "seed1", &["--reuse", &reuse, "--seed", "1"]);

@@ -193,6 +193,17 @@ pub struct TrainReport {
     pub validation_images: usize,
     /// Every scale's summary (scales trained in an earlier session included).
     pub scales: Vec<StudentSummary>,
+    /// Scales copied from another run directory (`reuse`) instead of trained here, with the
+    /// file they came from; their summaries (training time included) are that run's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused: Vec<ReusedScale>,
+}
+
+/// A scale [`train_detector`] took from another run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReusedScale {
+    pub patch_size: usize,
+    pub from: PathBuf,
 }
 
 /// The training and validation images of a run, at the configured size.
@@ -323,6 +334,7 @@ pub fn train_detector(
         "training images loaded"
     );
     let mut summaries = Vec::new();
+    let mut reused = Vec::new();
     for scale in &spec.scales {
         let paths = ScalePaths::in_run_dir(run_dir, scale.patch_size);
         if paths.model.is_file() {
@@ -345,6 +357,10 @@ pub fn train_detector(
                 "scale taken from a run with the same data, teacher and training"
             );
             summaries.push(model.summary);
+            reused.push(ReusedScale {
+                patch_size: scale.patch_size,
+                from: source,
+            });
             continue;
         }
         let teacher = load_teacher(&scale.teacher, device)?;
@@ -382,6 +398,7 @@ pub fn train_detector(
         train_images: images.train.len(),
         validation_images: images.validation.len(),
         scales: summaries,
+        reused,
     };
     write_text_atomically(
         &run_dir.join(TRAIN_SUMMARY_FILE),

@@ -321,6 +321,14 @@ pub fn markdown(r: &EvaluationReport) -> String {
                 sc.patch_size, sc.students, sc.steps, sc.final_loss, sc.training_s
             ));
         }
+        for r in &t.reused {
+            s.push_str(&format!(
+                "\np={}: students taken from `{}` (same data, teacher and training; trained \
+                 there in the time above).\n",
+                r.patch_size,
+                r.from.display()
+            ));
+        }
     }
     s.push_str("\n![PRO curve](pro-curve.png)\n");
     s
