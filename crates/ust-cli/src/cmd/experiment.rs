@@ -442,11 +442,17 @@ fn run_jobs(
     }
     let together = jobs.len() > 1;
     let resume = !together && resumable(jobs[0], &cells[0]);
+    // A group's log prefix: `dense/knn,kmeans,…/<category>/seed<S>`.
     let name = if together {
-        jobs.iter()
-            .map(|j| j.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" + ")
+        let mut parts: Vec<String> = jobs[0].name.split('/').map(String::from).collect();
+        if parts.len() > 1 {
+            parts[1] = jobs
+                .iter()
+                .filter_map(|j| j.name.split('/').nth(1))
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        parts.join("/")
     } else {
         jobs[0].name.clone()
     };
