@@ -265,8 +265,9 @@ pub fn load_training_images(
 /// data folder (after resolving links), the same resolved training configuration and, for
 /// that scale, a teacher file with the same bytes. A scale's training depends on nothing
 /// else (its initial weights, order and crops are seeded by the seed and `p`, the split by
-/// the seed alone), so such a file is the one this run would train; the first match wins and
-/// run directories that do not match are passed over.
+/// the seed alone), so such a file is the one this run would train (bit for bit at the same
+/// thread count; the weight gradient's per-thread partial sums differ in the last bits
+/// otherwise); the first match wins and run directories that do not match are passed over.
 pub fn reusable_scale(spec: &RunSpec, scale: &ScaleSpec, reuse: &[PathBuf]) -> Option<PathBuf> {
     let same_path = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
