@@ -61,6 +61,27 @@ fn train_predict_evaluate_end_to_end() {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     assert!(!run.join("p17.checkpoint.safetensors").exists());
+    // The thresholds come from the scores the calibration kept in the scale file; the trained
+    // detector scoring the validation images again gives the same thresholds.
+    {
+        use ust_detector::pipeline::{ScoreQuantiles, load_training_images};
+        let cpu = candle_core::Device::Cpu;
+        let detector = ust_detector::Detector::load(&run, None, &cpu).unwrap();
+        assert!(detector.scales[0].validation_scores.is_some());
+        let category = ust_data::MvtecCategory::open(&cat).unwrap();
+        let images = load_training_images(&category, &detector.spec.training).unwrap();
+        let mut scores = Vec::new();
+        for image in &images.validation {
+            let x = image.to_tensor(&cpu).unwrap().unsqueeze(0).unwrap();
+            scores.extend(detector.scores(&x).unwrap());
+        }
+        let again =
+            ScoreQuantiles::from_scores(detector.patch_sizes(), images.validation.len(), scores)
+                .unwrap();
+        let kept = ScoreQuantiles::read(&run).unwrap();
+        assert_eq!((kept.images, kept.pixels), (2, 2 * 40 * 40));
+        assert_eq!(kept.threshold, again.threshold);
+    }
     let summary = json(&run.join("train-summary.json"));
     // Smoke preset: validation fraction 0.25 of 6 -> 2 held out (rounded), 4 train, 2 epochs.
     assert_eq!(summary["validation_images"], 2);

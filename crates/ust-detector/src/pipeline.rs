@@ -380,12 +380,48 @@ pub fn train_detector(
             ScaleOutcome::Stopped { .. } => return Ok(None),
         }
     }
-    observer.phase("scoring the validation images with every scale");
     let detector = Detector::load(run_dir, None, device)?;
+    // Each scale's validation scores as its calibration kept them (the same numbers the
+    // networks give again); a scale file without them is scored here.
+    let n = images.validation.len();
+    let pixels = spec.training.image_size * spec.training.image_size;
+    let kept: Vec<Option<&[f32]>> = detector
+        .scales
+        .iter()
+        .map(|s| match &s.validation_scores {
+            Some((rows, v)) if *rows == n && v.len() == n * pixels => Some(v.as_slice()),
+            _ => None,
+        })
+        .collect();
+    let missing: Vec<usize> = detector
+        .patch_sizes()
+        .into_iter()
+        .zip(&kept)
+        .filter_map(|(p, k)| k.is_none().then_some(p))
+        .collect();
+    if !missing.is_empty() {
+        observer.phase(&format!(
+            "scoring the validation images at p={missing:?} (not kept by their calibration)"
+        ));
+    }
     let mut scores = Vec::new();
-    for image in &images.validation {
-        let tensor = image.to_tensor(device)?.unsqueeze(0)?;
-        scores.extend(detector.scores(&tensor)?);
+    for (i, image) in images.validation.iter().enumerate() {
+        let mut tensor: Option<Tensor> = None;
+        let mut per_scale = Vec::with_capacity(kept.len());
+        for (scale, kept) in detector.scales.iter().zip(&kept) {
+            per_scale.push(match kept {
+                Some(v) => v[i * pixels..(i + 1) * pixels].to_vec(),
+                None => {
+                    let t = match &tensor {
+                        Some(t) => t.clone(),
+                        None => image.to_tensor(device)?.unsqueeze(0)?,
+                    };
+                    tensor = Some(t.clone());
+                    scale.anomaly_scores(&t)?
+                }
+            });
+        }
+        scores.extend(mean_over_scales(&per_scale));
     }
     let quantiles =
         ScoreQuantiles::from_scores(detector.patch_sizes(), images.validation.len(), scores)?;

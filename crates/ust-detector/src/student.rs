@@ -777,6 +777,12 @@ impl ScaleTrainer {
         }
         let calibration =
             Calibration::from_maps(maps.iter().map(|(e, v)| (e.as_slice(), v.as_slice())))?;
+        // Kept in the scale file, so the run's multi-scale thresholds need no second pass of
+        // the networks over the validation images.
+        let validation_scores: Vec<f32> = maps
+            .iter()
+            .flat_map(|(e, v)| calibration.score(e, v))
+            .collect();
         let calibration_s = started.elapsed().as_secs_f64();
         let final_loss = if self.epoch_losses.is_empty() {
             f64::NAN
@@ -797,7 +803,7 @@ impl ScaleTrainer {
             teacher: self.teacher_path.display().to_string(),
             trainer_version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        self.write_model(&calibration, &summary)?;
+        self.write_model(&calibration, &summary, &validation_scores)?;
         if self.paths.checkpoint.is_file() {
             std::fs::remove_file(&self.paths.checkpoint)
                 .map_err(|e| DetectorError::io(&self.paths.checkpoint, e))?;
@@ -860,7 +866,12 @@ impl ScaleTrainer {
         ))
     }
 
-    fn write_model(&self, calibration: &Calibration, summary: &StudentSummary) -> Result<()> {
+    fn write_model(
+        &self,
+        calibration: &Calibration,
+        summary: &StudentSummary,
+        validation_scores: &[f32],
+    ) -> Result<()> {
         let targets = self.targets.as_ref().expect("computed before");
         let mut tensors: Vec<(String, Tensor)> = self
             .teacher
@@ -876,6 +887,15 @@ impl ScaleTrainer {
         }
         tensors.push(("target.mean".into(), targets.mean.flatten_all()?));
         tensors.push(("target.std".into(), targets.std.flatten_all()?));
+        let pixels = self.config.image_size * self.config.image_size;
+        tensors.push((
+            VALIDATION_SCORES_TENSOR.into(),
+            Tensor::from_slice(
+                validation_scores,
+                (validation_scores.len() / pixels, pixels),
+                &Device::Cpu,
+            )?,
+        ));
         let metadata = HashMap::from([
             (KEY_MODEL.to_string(), SCALE_MODEL_VALUE.to_string()),
             (
@@ -922,10 +942,16 @@ pub fn raw_scores(
     ))
 }
 
+/// The tensor of a scale file holding its validation images' normalised scores.
+pub const VALIDATION_SCORES_TENSOR: &str = "validation.scores";
+
 /// A trained scale read back from its file: frozen teacher, students, target statistics and
 /// calibration.
 #[derive(Debug, Clone)]
 pub struct ScaleModel {
+    /// The normalised scores of the run's validation images, (images, S·S) row-major, as
+    /// calibration computed them; `None` in files written before they were kept.
+    pub validation_scores: Option<(usize, Vec<f32>)>,
     pub teacher: DenseExtractor,
     pub students: Vec<DenseExtractor>,
     /// μ and σ of the teacher's descriptors, (1, d, 1, 1).
@@ -958,10 +984,20 @@ impl ScaleModel {
             .map_err(|e| DetectorError::bad_file(path, format!("bad calibration: {e}")))?;
         let summary: StudentSummary = serde_json::from_str(entry(KEY_SUMMARY)?)
             .map_err(|e| DetectorError::bad_file(path, format!("bad summary: {e}")))?;
-        let tensors: HashMap<String, Tensor> = tensors
+        let mut tensors: HashMap<String, Tensor> = tensors
             .into_iter()
             .map(|(k, t)| Ok((k, t.to_device(device)?.to_dtype(DType::F32)?)))
             .collect::<candle_core::Result<_>>()?;
+        let validation_scores = match tensors.remove(VALIDATION_SCORES_TENSOR) {
+            Some(t) => {
+                let bad = |e: candle_core::Error| {
+                    DetectorError::bad_file(path, format!("{VALIDATION_SCORES_TENSOR}: {e}"))
+                };
+                let (n, _) = t.dims2().map_err(bad)?;
+                Some((n, t.flatten_all().and_then(|t| t.to_vec1()).map_err(bad)?))
+            }
+            None => None,
+        };
         let d = architecture.descriptor_dim;
         let stat = |name: &str| -> Result<Tensor> {
             let t = tensors
@@ -982,6 +1018,7 @@ impl ScaleModel {
             .map(|m| build(&format!("student{m}")))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
+            validation_scores,
             teacher,
             students,
             mean,
