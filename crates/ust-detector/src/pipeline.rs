@@ -273,7 +273,11 @@ pub fn reusable_scale(spec: &RunSpec, scale: &ScaleSpec, reuse: &[PathBuf]) -> O
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
-    let teacher = std::fs::read(&scale.teacher).ok()?;
+    if reuse.is_empty() {
+        return None;
+    }
+    // Read only when a candidate names another teacher path (a p = 65 file is ~7 MB).
+    let mut ours: Option<Vec<u8>> = None;
     reuse.iter().find_map(|dir| {
         let other = RunSpec::read(dir).ok()?;
         if other.training != spec.training || !same_path(&other.data, &spec.data) {
@@ -284,8 +288,12 @@ pub fn reusable_scale(spec: &RunSpec, scale: &ScaleSpec, reuse: &[PathBuf]) -> O
             .iter()
             .find(|s| s.patch_size == scale.patch_size)?;
         let model = ScalePaths::in_run_dir(dir, scale.patch_size).model;
-        let same_teacher = same_path(&theirs.teacher, &scale.teacher)
-            || std::fs::read(&theirs.teacher).ok()? == teacher;
+        let same_teacher = same_path(&theirs.teacher, &scale.teacher) || {
+            if ours.is_none() {
+                ours = Some(std::fs::read(&scale.teacher).ok()?);
+            }
+            std::fs::read(&theirs.teacher).ok()? == *ours.as_ref()?
+        };
         (same_teacher && model.is_file()).then_some(model)
     })
 }
