@@ -98,7 +98,36 @@ fn train_predict_evaluate_end_to_end() {
     let again = train(&[]).output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    // A finished run is left as it is: neither the thresholds nor the summary are written again.
+    let modified = |f: &str| std::fs::metadata(run.join(f)).unwrap().modified().unwrap();
+    let before = (
+        modified("validation-scores.json"),
+        modified("train-summary.json"),
+    );
+    let thresholds = std::fs::read(run.join("validation-scores.json")).unwrap();
     run_ok(&mut train(&["--resume"]));
+    assert_eq!(
+        before,
+        (
+            modified("validation-scores.json"),
+            modified("train-summary.json")
+        )
+    );
+    // A scale file newer than the thresholds (a scale trained again after them) makes the
+    // next call compute them again, to the same values.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::File::options()
+        .append(true)
+        .open(run.join("p17.safetensors"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    run_ok(&mut train(&["--resume"]));
+    assert!(modified("validation-scores.json") > before.0);
+    assert_eq!(
+        std::fs::read(run.join("validation-scores.json")).unwrap(),
+        thresholds
+    );
 
     // Predict: outputs at each image's own size, relative paths kept.
     let pred = dir.path().join("pred");

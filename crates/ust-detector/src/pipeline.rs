@@ -332,6 +332,12 @@ pub fn train_detector(
     }
     std::fs::create_dir_all(run_dir).map_err(|e| DetectorError::io(run_dir, e))?;
     write_text_atomically(&run_file, &spec.to_toml()?)?;
+    if let Some(report) = finished_run(spec, run_dir)? {
+        // Nothing left to do: every scale file predates the thresholds and the summary, so a
+        // rerun (a resumed table, say) does not score the validation images again.
+        tracing::info!(run_dir = %run_dir.display(), "run already complete, kept");
+        return Ok(Some(report));
+    }
     let category = MvtecCategory::open(&spec.data)?;
     observer.phase(&format!("loading the images of {}", category.name()));
     let images = load_training_images(&category, &spec.training)?;
@@ -450,6 +456,48 @@ pub fn train_detector(
         &serde_json::to_string_pretty(&report).unwrap_or_default(),
     )?;
     Ok(Some(report))
+}
+
+/// The stored report of a run whose every scale file exists and whose thresholds and summary
+/// were written after all of them; otherwise `None`, after removing a stale threshold and
+/// summary file so that a later call cannot mistake them for current ones.
+fn finished_run(spec: &RunSpec, run_dir: &Path) -> Result<Option<TrainReport>> {
+    let summary_path = run_dir.join(TRAIN_SUMMARY_FILE);
+    let thresholds_path = run_dir.join(VALIDATION_SCORES_FILE);
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let scale_times: Option<Vec<_>> = spec
+        .scales
+        .iter()
+        .map(|s| modified(&ScalePaths::in_run_dir(run_dir, s.patch_size).model))
+        .collect();
+    let stored = match (
+        scale_times,
+        modified(&summary_path),
+        modified(&thresholds_path),
+    ) {
+        (Some(scales), Some(summary), Some(thresholds)) => {
+            let newest_scale = scales.into_iter().max();
+            if newest_scale.is_none_or(|t| t <= summary.min(thresholds)) {
+                std::fs::read_to_string(&summary_path)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<TrainReport>(&text).ok())
+                    .filter(|r| r.scales.len() == spec.scales.len())
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    if stored.is_none() {
+        for path in [&summary_path, &thresholds_path] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DetectorError::io(path, e)),
+            }
+        }
+    }
+    Ok(stored)
 }
 
 /// The pixel-wise mean of equally long score maps (METHOD.md §6: multi-scale).
