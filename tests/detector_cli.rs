@@ -322,6 +322,50 @@ fn a_scale_trained_alone_equals_it_in_a_multi_scale_run_and_is_reused() {
     let seed1 = tensors(&dir.path().join("seed1/p33.safetensors"));
     let student = alone.keys().find(|k| k.contains("student")).unwrap();
     assert_ne!(seed1[student], alone[student]);
+
+    // `ust evaluate --reuse`: the copied scale takes the multi-scale run's p = 33 row, which
+    // is what scoring it gives; the other seed's evaluation is passed over.
+    let evaluate = |run: &str, out: &str, extra: &[&str]| {
+        run_ok(
+            ust()
+                .arg("evaluate")
+                .arg(dir.path().join(run))
+                .arg("--out")
+                .arg(dir.path().join(out))
+                .args(extra),
+        );
+        json(&dir.path().join(out).join("report.json"))
+    };
+    let from_both = evaluate("both", "eval-both", &[]);
+    evaluate("seed1", "eval-seed1", &[]);
+    let scored = evaluate("reused", "eval-scored", &[]);
+    let eval_both = dir.path().join("eval-both").display().to_string();
+    let eval_seed1 = dir.path().join("eval-seed1").display().to_string();
+    let candidates = ["--reuse", &eval_seed1, "--reuse", &eval_both];
+    let taken = evaluate("reused", "eval-taken", &candidates);
+    assert!(scored.get("rows_from").is_none());
+    assert_eq!(taken["rows_from"], eval_both.as_str());
+    assert_eq!(from_both["rows"][1]["name"], "p=33");
+    assert_eq!(
+        taken["rows"],
+        serde_json::json!([from_both["rows"][1].clone()])
+    );
+    assert_eq!(taken["rows"], scored["rows"]);
+    assert_eq!(taken["test_images"], scored["test_images"]);
+    assert_eq!(taken["defect_regions"], scored["defect_regions"]);
+    let md = std::fs::read_to_string(dir.path().join("eval-taken/report.md")).unwrap();
+    assert!(md.contains("nothing was scored again"), "{md}");
+    // A source whose scale file changed after its report is passed over.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::File::options()
+        .append(true)
+        .open(both.join("p33.safetensors"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let again = evaluate("reused", "eval-stale", &candidates);
+    assert!(again.get("rows_from").is_none());
+    assert_eq!(again["rows"], scored["rows"]);
 }
 
 /// `ust evaluate` keeps every image's scores until its report is written: stopped after two

@@ -258,25 +258,28 @@ impl Job {
                 for t in teachers {
                     train.extend(["--teacher".into(), s(t)]);
                 }
-                for other in students_models_beside(cells_dir, category, &self.cell) {
-                    train.extend(["--reuse".into(), s(&other)]);
+                let others = students_models_beside(cells_dir, category, &self.cell);
+                for other in &others {
+                    train.extend(["--reuse".into(), s(other)]);
                 }
                 if resume {
                     train.push("--resume".into());
                 }
-                vec![
-                    step(train),
-                    step(vec![
-                        "evaluate".into(),
-                        s(&model),
-                        "--data".into(),
-                        s(data),
-                        "--category".into(),
-                        category.clone(),
-                        "--out".into(),
-                        s(&cell),
-                    ]),
-                ]
+                let mut evaluate = vec![
+                    "evaluate".into(),
+                    s(&model),
+                    "--data".into(),
+                    s(data),
+                    "--category".into(),
+                    category.clone(),
+                    "--out".into(),
+                    s(&cell),
+                ];
+                // The other cells' evaluations: one of identical scale files gives the rows.
+                for other in others.iter().filter_map(|m| m.parent()) {
+                    evaluate.extend(["--reuse".into(), s(other)]);
+                }
+                vec![step(train), step(evaluate)]
             }
             Task::DenseBaseline { .. } => Job::dense_steps_together(&[self], cells_dir),
             Task::OneClass {

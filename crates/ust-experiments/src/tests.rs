@@ -274,13 +274,19 @@ fn table1_jobs_expand_in_a_stable_order_with_distinct_cells() {
     model_of("ablation_p", "students-a-seed2-0aaa", false);
     model_of("x", &j.cell, true);
     let mine = runs.join("x/cells");
-    let args = &j.steps(&mine, false)[0].args;
-    let offered: Vec<&String> = args
-        .windows(2)
-        .filter(|w| w[0] == "--reuse")
-        .map(|w| &w[1])
-        .collect();
-    assert_eq!(offered, [&ablation.display().to_string()]);
+    let steps = j.steps(&mine, false);
+    let offered = |args: &[String]| -> Vec<String> {
+        args.windows(2)
+            .filter(|w| w[0] == "--reuse")
+            .map(|w| w[1].clone())
+            .collect()
+    };
+    assert_eq!(offered(&steps[0].args), [ablation.display().to_string()]);
+    // ... and their evaluations (the cell folders) to `ust evaluate --reuse`.
+    assert_eq!(
+        offered(&steps[1].args),
+        [ablation.parent().unwrap().display().to_string()]
+    );
     let d = &plan.jobs[8];
     let args = &d.steps(cells_dir, false)[0].args;
     assert_eq!(&args[..2], ["baseline", "dense"]);

@@ -114,6 +114,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         reducer: ust_metrics::ImageReducer::Max,
         save_maps: true,
         images: true,
+        reuse: Vec::new(),
     })?;
     let best = report.rows.last().context("the evaluation has no rows")?;
     println!("{}", super::evaluate::markdown(&report));

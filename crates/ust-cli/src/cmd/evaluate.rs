@@ -11,13 +11,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ust_data::MvtecCategory;
 use ust_detector::pipeline::{TRAIN_SUMMARY_FILE, mean_over_scales};
 use ust_detector::{Detector, Device, TrainReport};
 use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator, SegmentationScores};
 
 use super::bench::peak_rss_mib;
+use super::evaluation_reuse::{ReusedEvaluation, reusable_evaluation};
 use super::partial_maps::PartialMaps;
 use super::predict::{MapWriter, OutputFormat, original_size_map, thresholds};
 use super::train::category_dir;
@@ -55,10 +56,15 @@ pub struct EvaluateArgs {
     /// Write heatmap and overlay PNGs of every test image under OUT/images/<defect>/.
     #[arg(long)]
     pub images: bool,
+    /// An earlier evaluation's folder (repeatable): its rows are taken instead of scoring the
+    /// test images when its scale files are byte-identical to this run's and its category,
+    /// scales, FPR limit and reducer are these (see `evaluation_reuse`); otherwise passed over.
+    #[arg(long, value_name = "EVALUATION_DIR")]
+    pub reuse: Vec<PathBuf>,
 }
 
 /// One row of the report: one scale, or the mean of several.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoreRow {
     pub name: String,
     pub au_pro: f64,
@@ -66,7 +72,7 @@ pub struct ScoreRow {
     pub image_auroc: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvaluationReport {
     pub category: String,
     pub data: String,
@@ -85,6 +91,9 @@ pub struct EvaluationReport {
     pub seconds_per_image: f64,
     /// Test images whose scores an interrupted evaluation had kept (not scored again).
     pub resumed_images: usize,
+    /// The evaluation folder whose rows this report took (`--reuse`); nothing was scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_from: Option<String>,
     pub peak_rss_mib: Option<f64>,
     /// The run's training summary, when present.
     pub training: Option<TrainReport>,
@@ -121,6 +130,26 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         .clone()
         .unwrap_or_else(|| args.run_dir.join("evaluation"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if let Some(reused) = reusable_evaluation(args, &detector, &data)? {
+        tracing::info!(from = %reused.from.display(), "rows taken from an identical evaluation");
+        let report = report_from(args, &detector, &data, reused);
+        // Nothing of an earlier evaluation in this folder may pass for this one's.
+        for stale in [
+            out.join("pro-curve.png"),
+            out.join(super::partial_maps::PARTIAL_DIR),
+        ] {
+            if stale.is_dir() {
+                std::fs::remove_dir_all(&stale)
+            } else if stale.is_file() {
+                std::fs::remove_file(&stale)
+            } else {
+                Ok(())
+            }
+            .with_context(|| format!("removing {}", stale.display()))?;
+        }
+        write_reports(&out, &report)?;
+        return Ok((report, out));
+    }
     let scales = detector.patch_sizes();
     let multi = scales.len() > 1;
     let n_eval = scales.len() + usize::from(multi);
@@ -241,6 +270,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         predict_s,
         seconds_per_image: predict_s / (samples.len() - resumed_images).max(1) as f64,
         resumed_images,
+        rows_from: None,
         peak_rss_mib: peak_rss_mib(),
         training,
     };
@@ -252,15 +282,63 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         args.fpr_limit,
         &format!("PRO curve: {}", report.category),
     )?;
-    std::fs::write(
-        out.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )
-    .with_context(|| format!("writing {}", out.join("report.json").display()))?;
-    std::fs::write(out.join("report.md"), markdown(&report))
-        .with_context(|| format!("writing {}", out.join("report.md").display()))?;
+    write_reports(&out, &report)?;
     partial.finish()?;
     Ok((report, out))
+}
+
+fn write_reports(out: &Path, report: &EvaluationReport) -> Result<()> {
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )
+    .with_context(|| format!("writing {}", out.join("report.json").display()))?;
+    std::fs::write(out.join("report.md"), markdown(report))
+        .with_context(|| format!("writing {}", out.join("report.md").display()))?;
+    Ok(())
+}
+
+/// This evaluation's report from the rows of an identical one: the rows of this run's scales
+/// (and their mean when there are several), no time spent predicting.
+fn report_from(
+    args: &EvaluateArgs,
+    detector: &Detector,
+    data: &Path,
+    reused: ReusedEvaluation,
+) -> EvaluationReport {
+    let scales = detector.patch_sizes();
+    let other = reused.report;
+    let rows = other
+        .rows
+        .into_iter()
+        .filter(|r| {
+            if r.name.starts_with("multi-scale") {
+                scales.len() > 1
+            } else {
+                scales.iter().any(|p| r.name == format!("p={p}"))
+            }
+        })
+        .collect();
+    EvaluationReport {
+        category: other.category,
+        data: data.display().to_string(),
+        run_dir: args.run_dir.display().to_string(),
+        preset: detector.spec.training.preset.to_string(),
+        image_size: detector.image_size(),
+        fpr_limit: args.fpr_limit,
+        reducer: args.reducer.to_string(),
+        test_images: other.test_images,
+        defect_regions: other.defect_regions,
+        rows,
+        predict_s: 0.0,
+        seconds_per_image: 0.0,
+        resumed_images: 0,
+        rows_from: Some(reused.from.display().to_string()),
+        peak_rss_mib: peak_rss_mib(),
+        training: std::fs::read_to_string(args.run_dir.join(TRAIN_SUMMARY_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok()),
+    }
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -281,10 +359,17 @@ pub fn markdown(r: &EvaluationReport) -> String {
         .peak_rss_mib
         .map(|m| format!("; peak memory {m:.0} MiB"))
         .unwrap_or_default();
+    let prediction = if r.rows_from.is_some() {
+        "none (rows of an identical evaluation, below)".to_string()
+    } else {
+        format!(
+            "{:.1} s ({:.3} s per image, all scales)",
+            r.predict_s, r.seconds_per_image
+        )
+    };
     let mut s = format!(
         "# Evaluation: {}\n\n- data: `{}`\n- run: `{}` (preset {}, images at {}×{})\n- {} test \
-         images, {} defect regions; AU-PRO up to FPR {}; image score: {}\n- prediction: {:.1} s \
-         ({:.3} s per image, all scales){}\n\n",
+         images, {} defect regions; AU-PRO up to FPR {}; image score: {}\n- prediction: {}{}\n\n",
         r.category,
         r.data,
         r.run_dir,
@@ -295,8 +380,7 @@ pub fn markdown(r: &EvaluationReport) -> String {
         r.defect_regions,
         r.fpr_limit,
         r.reducer,
-        r.predict_s,
-        r.seconds_per_image,
+        prediction,
         resumed + &rss
     );
     s.push_str("| scores | AU-PRO | pixel AUROC | image AUROC |\n|---|---|---|---|\n");
@@ -330,7 +414,14 @@ pub fn markdown(r: &EvaluationReport) -> String {
             ));
         }
     }
-    s.push_str("\n![PRO curve](pro-curve.png)\n");
+    match &r.rows_from {
+        Some(from) => s.push_str(&format!(
+            "\nThe rows are those of the evaluation in `{from}` (byte-identical scale files, the \
+             same test images and settings); nothing was scored again. Its PRO curves: \
+             `{from}/pro-curve.png`.\n"
+        )),
+        None => s.push_str("\n![PRO curve](pro-curve.png)\n"),
+    }
     s
 }
 

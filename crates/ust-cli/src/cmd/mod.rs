@@ -7,6 +7,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod evaluate;
+pub mod evaluation_reuse;
 pub mod experiment;
 pub mod oneclass;
 pub mod partial_maps;
