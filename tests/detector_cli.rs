@@ -39,6 +39,17 @@ fn smoke_train(root: &Path, teacher: &Path, run: &Path) -> std::process::Command
     c
 }
 
+/// Gives `path` a modification time later than any file written before the call.
+fn touch(path: &Path) {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::File::options()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+}
+
 #[test]
 fn train_predict_evaluate_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,13 +126,7 @@ fn train_predict_evaluate_end_to_end() {
     );
     // A scale file newer than the thresholds (a scale trained again after them) makes the
     // next call compute them again, to the same values.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    std::fs::File::options()
-        .append(true)
-        .open(run.join("p17.safetensors"))
-        .unwrap()
-        .set_modified(std::time::SystemTime::now())
-        .unwrap();
+    touch(&run.join("p17.safetensors"));
     run_ok(&mut train(&["--resume"]));
     assert!(modified("validation-scores.json") > before.0);
     assert_eq!(
@@ -356,13 +361,7 @@ fn a_scale_trained_alone_equals_it_in_a_multi_scale_run_and_is_reused() {
     let md = std::fs::read_to_string(dir.path().join("eval-taken/report.md")).unwrap();
     assert!(md.contains("nothing was scored again"), "{md}");
     // A source whose scale file changed after its report is passed over.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    std::fs::File::options()
-        .append(true)
-        .open(both.join("p33.safetensors"))
-        .unwrap()
-        .set_modified(std::time::SystemTime::now())
-        .unwrap();
+    touch(&both.join("p33.safetensors"));
     let again = evaluate("reused", "eval-stale", &candidates);
     assert!(again.get("rows_from").is_none());
     assert_eq!(again["rows"], scored["rows"]);

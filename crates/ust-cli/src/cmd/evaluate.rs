@@ -253,26 +253,18 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         rows.push(row(name.clone(), &scores));
         curves.push((format!("{name}: AU-PRO {:.3}", scores.au_pro), scores.curve));
     }
-    let training = std::fs::read_to_string(args.run_dir.join(TRAIN_SUMMARY_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
     let report = EvaluationReport {
-        category: category.name().to_string(),
-        data: data.display().to_string(),
-        run_dir: args.run_dir.display().to_string(),
-        preset: detector.spec.training.preset.to_string(),
-        image_size: detector.image_size(),
-        fpr_limit: args.fpr_limit,
-        reducer: args.reducer.to_string(),
-        test_images: samples.len(),
-        defect_regions: regions,
-        rows,
         predict_s,
         seconds_per_image: predict_s / (samples.len() - resumed_images).max(1) as f64,
         resumed_images,
-        rows_from: None,
-        peak_rss_mib: peak_rss_mib(),
-        training,
+        ..EvaluationReport::new(
+            args,
+            &detector,
+            &data,
+            category.name().to_string(),
+            (samples.len(), regions),
+            rows,
+        )
     };
     let plot_curves: Vec<(&str, &ust_metrics::ProCurve)> =
         curves.iter().map(|(n, c)| (n.as_str(), c)).collect();
@@ -320,24 +312,49 @@ fn report_from(
         })
         .collect();
     EvaluationReport {
-        category: other.category,
-        data: data.display().to_string(),
-        run_dir: args.run_dir.display().to_string(),
-        preset: detector.spec.training.preset.to_string(),
-        image_size: detector.image_size(),
-        fpr_limit: args.fpr_limit,
-        reducer: args.reducer.to_string(),
-        test_images: other.test_images,
-        defect_regions: other.defect_regions,
-        rows,
-        predict_s: 0.0,
-        seconds_per_image: 0.0,
-        resumed_images: 0,
         rows_from: Some(reused.from.display().to_string()),
-        peak_rss_mib: peak_rss_mib(),
-        training: std::fs::read_to_string(args.run_dir.join(TRAIN_SUMMARY_FILE))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok()),
+        ..EvaluationReport::new(
+            args,
+            detector,
+            data,
+            other.category,
+            (other.test_images, other.defect_regions),
+            rows,
+        )
+    }
+}
+
+impl EvaluationReport {
+    /// The report of `rows` on `(test images, defect regions)` of `category`, with the run's
+    /// training summary; nothing predicted, resumed or reused (the caller sets those).
+    fn new(
+        args: &EvaluateArgs,
+        detector: &Detector,
+        data: &Path,
+        category: String,
+        (test_images, defect_regions): (usize, usize),
+        rows: Vec<ScoreRow>,
+    ) -> Self {
+        Self {
+            category,
+            data: data.display().to_string(),
+            run_dir: args.run_dir.display().to_string(),
+            preset: detector.spec.training.preset.to_string(),
+            image_size: detector.image_size(),
+            fpr_limit: args.fpr_limit,
+            reducer: args.reducer.to_string(),
+            test_images,
+            defect_regions,
+            rows,
+            predict_s: 0.0,
+            seconds_per_image: 0.0,
+            resumed_images: 0,
+            rows_from: None,
+            peak_rss_mib: peak_rss_mib(),
+            training: std::fs::read_to_string(args.run_dir.join(TRAIN_SUMMARY_FILE))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok()),
+        }
     }
 }
 
