@@ -832,3 +832,54 @@ fn sum_f32(v: &[f32]) -> f32 {
     }
     acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: &mut u64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// The forward pass computes every output element with one product per tap whatever the
+    /// tiling, so its result does not depend on the thread count (the tiles do); the weight
+    /// gradient sums per-thread partials and is documented as not bit-identical across thread
+    /// counts (ust-conv README).
+    #[test]
+    fn forward_is_bit_identical_for_any_thread_count() {
+        let cases = [
+            Geom { b: 2, cin: 64, h: 60, w: 60, cout: 64, kh: 5, kw: 5, d: 1 },
+            Geom { b: 4, cin: 3, h: 64, w: 64, cout: 32, kh: 5, kw: 5, d: 1 },
+            Geom { b: 1, cin: 32, h: 90, w: 90, cout: 64, kh: 4, kw: 4, d: 2 },
+        ];
+        for g in cases {
+            let mut seed = 7;
+            let x = values(g.input_len(), &mut seed);
+            let w = values(g.weight_len(), &mut seed);
+            let bias = values(g.cout, &mut seed);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool");
+                pool.install(|| {
+                    let mut y = vec![0.0; g.output_len()];
+                    forward(&g, &x, &w, Some(&bias), &mut y);
+                    y
+                })
+            };
+            let one = run(1);
+            assert!(one.iter().any(|v| *v != 0.0), "{g:?}: empty output");
+            for threads in [2, 3, 8] {
+                assert!(run(threads) == one, "{g:?}: {threads} threads differ from 1");
+            }
+        }
+    }
+}
