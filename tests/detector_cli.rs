@@ -430,3 +430,103 @@ fn an_interrupted_evaluation_resumes_with_the_same_report() {
     assert_eq!(fresh["resumed_images"], 0);
     assert_eq!(fresh["rows"], full["rows"]);
 }
+
+/// Every `.tiff` under `dir`, by path relative to it.
+fn tiff_maps(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<f32>> {
+    let mut maps = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "tiff") {
+                let map = ust_data::maps::read_map(&path).unwrap();
+                maps.insert(path.strip_prefix(dir).unwrap().to_path_buf(), map.data);
+            }
+        }
+    }
+    maps
+}
+
+#[test]
+fn score_terms_ablation_maps_add_up_to_the_full_score() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let teacher = dir.path().join("teacher-p17.safetensors");
+    random_teacher(&teacher);
+    let run = dir.path().join("run");
+    run_ok(&mut smoke_train(dir.path(), &teacher, &run));
+    let evaluate = |out: &str, extra: &[&str]| {
+        let mut c = ust();
+        c.arg("evaluate")
+            .arg(&run)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(extra);
+        c
+    };
+    for (out, terms) in [("both", "e+v"), ("error", "e"), ("variance", "v")] {
+        run_ok(&mut evaluate(out, &["--score", terms, "--save-maps"]));
+        let report = json(&dir.path().join(out).join("report.json"));
+        assert_eq!(report["score_terms"], terms);
+        let md = std::fs::read_to_string(dir.path().join(out).join("report.md")).unwrap();
+        assert!(md.contains("anomaly score terms"), "{md}");
+    }
+    // The full score is the sum of its normalised terms, pixel by pixel (the resize to the
+    // images' own size is bilinear, so linear in the scores).
+    let (both, error, variance) = (
+        tiff_maps(&dir.path().join("both/maps")),
+        tiff_maps(&dir.path().join("error/maps")),
+        tiff_maps(&dir.path().join("variance/maps")),
+    );
+    assert!(!both.is_empty());
+    assert_eq!(
+        both.keys().collect::<Vec<_>>(),
+        error.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        both.keys().collect::<Vec<_>>(),
+        variance.keys().collect::<Vec<_>>()
+    );
+    let mut largest_term = 0f32;
+    for (name, b) in &both {
+        for ((b, e), v) in b.iter().zip(&error[name]).zip(&variance[name]) {
+            assert!(
+                (b - (e + v)).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{}: {b} != {e} + {v}",
+                name.display()
+            );
+            largest_term = largest_term.max(e.abs()).max(v.abs());
+        }
+    }
+    assert!(largest_term > 0.1, "the terms are not all zero");
+    assert_ne!(error, variance);
+
+    // Rows of an evaluation with other terms are never taken; with the same terms they are.
+    run_ok(evaluate("error-again", &["--score", "e", "--reuse"]).arg(dir.path().join("both")));
+    let again = json(&dir.path().join("error-again/report.json"));
+    assert!(again.get("rows_from").is_none(), "{again}");
+    let error_rows = json(&dir.path().join("error/report.json"))["rows"].clone();
+    assert_eq!(again["rows"], error_rows);
+    run_ok(evaluate("error-reused", &["--score", "e", "--reuse"]).arg(dir.path().join("error")));
+    let reused = json(&dir.path().join("error-reused/report.json"));
+    assert!(reused["rows_from"].is_string(), "{reused}");
+    assert_eq!(reused["rows"], error_rows);
+
+    // Scores an interrupted `--score e` evaluation kept are not mixed into an e+v one.
+    let part = dir.path().join("part");
+    let stopped = evaluate("part", &["--score", "e"])
+        .env("UST_EVALUATE_STOP_AFTER", "2")
+        .output()
+        .unwrap();
+    assert!(!stopped.status.success());
+    assert!(part.join("evaluate-partial/00001.f32").is_file());
+    run_ok(&mut evaluate("part", &[]));
+    let full = json(&part.join("report.json"));
+    assert_eq!(full["resumed_images"], 0);
+    assert_eq!(
+        full["rows"],
+        json(&dir.path().join("both/report.json"))["rows"]
+    );
+}

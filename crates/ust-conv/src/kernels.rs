@@ -855,9 +855,36 @@ mod tests {
     #[test]
     fn forward_is_bit_identical_for_any_thread_count() {
         let cases = [
-            Geom { b: 2, cin: 64, h: 60, w: 60, cout: 64, kh: 5, kw: 5, d: 1 },
-            Geom { b: 4, cin: 3, h: 64, w: 64, cout: 32, kh: 5, kw: 5, d: 1 },
-            Geom { b: 1, cin: 32, h: 90, w: 90, cout: 64, kh: 4, kw: 4, d: 2 },
+            Geom {
+                b: 2,
+                cin: 64,
+                h: 60,
+                w: 60,
+                cout: 64,
+                kh: 5,
+                kw: 5,
+                d: 1,
+            },
+            Geom {
+                b: 4,
+                cin: 3,
+                h: 64,
+                w: 64,
+                cout: 32,
+                kh: 5,
+                kw: 5,
+                d: 1,
+            },
+            Geom {
+                b: 1,
+                cin: 32,
+                h: 90,
+                w: 90,
+                cout: 64,
+                kh: 4,
+                kw: 4,
+                d: 2,
+            },
         ];
         for g in cases {
             let mut seed = 7;
@@ -878,7 +905,10 @@ mod tests {
             let one = run(1);
             assert!(one.iter().any(|v| *v != 0.0), "{g:?}: empty output");
             for threads in [2, 3, 8] {
-                assert!(run(threads) == one, "{g:?}: {threads} threads differ from 1");
+                assert!(
+                    run(threads) == one,
+                    "{g:?}: {threads} threads differ from 1"
+                );
             }
         }
     }

@@ -44,8 +44,8 @@ pub use one_class::{
 };
 pub use pipeline::{Detector, Prediction, RunSpec, ScaleSpec, TrainReport, train_detector};
 pub use student::{
-    Calibration, ScaleModel, StudentObserver, StudentRunStart, StudentStepReport, StudentSummary,
-    StudentTrainingConfig,
+    Calibration, ScaleModel, ScoreTerms, StudentObserver, StudentRunStart, StudentStepReport,
+    StudentSummary, StudentTrainingConfig,
 };
 pub use summary::{LossTerms, TrainingSummary};
 pub use teacher::{IterationReport, RunStart, TeacherTrainer, TrainingObserver, TrainingOutcome};

@@ -19,8 +19,8 @@ use crate::checkpoint::{load_teacher, write_atomically, write_text_atomically};
 use crate::config::Preset;
 use crate::error::{DetectorError, Result};
 use crate::student::{
-    ScaleModel, ScaleOutcome, ScalePaths, ScaleTrainer, StudentObserver, StudentSummary,
-    StudentTrainingConfig,
+    ScaleModel, ScaleOutcome, ScalePaths, ScaleTrainer, ScoreTerms, StudentObserver,
+    StudentSummary, StudentTrainingConfig,
 };
 use crate::teacher::derive_seed;
 
@@ -516,6 +516,8 @@ pub fn mean_over_scales(maps: &[Vec<f32>]) -> Vec<f32> {
 pub struct Detector {
     pub spec: RunSpec,
     pub scales: Vec<ScaleModel>,
+    /// The terms each scale's score sums ([`ScoreTerms::Both`] unless set for an ablation).
+    pub score_terms: ScoreTerms,
 }
 
 /// An anomaly map at an image's own size and at the model's size.
@@ -568,7 +570,11 @@ impl Detector {
                 run_dir.display()
             )));
         }
-        Ok(Self { spec, scales })
+        Ok(Self {
+            spec,
+            scales,
+            score_terms: ScoreTerms::Both,
+        })
     }
 
     /// The receptive fields of the loaded scales.
@@ -579,6 +585,10 @@ impl Detector {
     /// The validation thresholds of the run directory when they describe exactly the loaded
     /// scales (`None` for another subset).
     pub fn quantiles(&self, run_dir: &Path) -> Result<Option<ScoreQuantiles>> {
+        // The kept thresholds are of the full score; they say nothing about one term alone.
+        if self.score_terms != ScoreTerms::Both {
+            return Ok(None);
+        }
         let q = ScoreQuantiles::read(run_dir)?;
         Ok((q.scales == self.patch_sizes()).then_some(q))
     }
@@ -604,7 +614,7 @@ impl Detector {
     pub fn scores_per_scale(&self, image: &Tensor) -> Result<Vec<Vec<f32>>> {
         self.scales
             .iter()
-            .map(|s| s.anomaly_scores(image))
+            .map(|s| s.anomaly_scores_with(image, self.score_terms))
             .collect()
     }
 

@@ -218,6 +218,52 @@ impl StudentTrainingConfig {
     }
 }
 
+/// Which terms the anomaly score sums. METHOD.md §6 sums both normalised terms (`e+v`, the
+/// default); `e` (regression error only) and `v` (predictive variance only) are ablations that
+/// show which term carries the detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ScoreTerms {
+    #[default]
+    #[serde(rename = "e+v")]
+    Both,
+    #[serde(rename = "e")]
+    Error,
+    #[serde(rename = "v")]
+    Variance,
+}
+
+impl ScoreTerms {
+    /// The name written in reports and accepted on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Both => "e+v",
+            Self::Error => "e",
+            Self::Variance => "v",
+        }
+    }
+}
+
+impl std::fmt::Display for ScoreTerms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ScoreTerms {
+    type Err = DetectorError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "e+v" | "both" => Ok(Self::Both),
+            "e" | "error" => Ok(Self::Error),
+            "v" | "variance" => Ok(Self::Variance),
+            other => Err(DetectorError::InvalidConfig(format!(
+                "unknown score terms {other:?}: expected e+v, e or v"
+            ))),
+        }
+    }
+}
+
 /// Mean and standard deviation of the regression error e and the predictive variance v over
 /// every pixel of the validation images (METHOD.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -269,11 +315,22 @@ impl Calibration {
 
     /// The anomaly score (e − e_mean)/e_std + (v − v_mean)/v_std, pixel by pixel.
     pub fn score(&self, e: &[f32], v: &[f32]) -> Vec<f32> {
+        self.score_terms(ScoreTerms::Both, e, v)
+    }
+
+    /// The anomaly score with only the chosen terms: (e − e_mean)/e_std, (v − v_mean)/v_std or
+    /// their sum, pixel by pixel.
+    pub fn score_terms(&self, terms: ScoreTerms, e: &[f32], v: &[f32]) -> Vec<f32> {
+        let ze = |a: f32| (a as f64 - self.e_mean) / self.e_std;
+        let zv = |b: f32| (b as f64 - self.v_mean) / self.v_std;
         e.iter()
             .zip(v)
             .map(|(&a, &b)| {
-                ((a as f64 - self.e_mean) / self.e_std + (b as f64 - self.v_mean) / self.v_std)
-                    as f32
+                (match terms {
+                    ScoreTerms::Both => ze(a) + zv(b),
+                    ScoreTerms::Error => ze(a),
+                    ScoreTerms::Variance => zv(b),
+                }) as f32
             })
             .collect()
     }
@@ -1039,8 +1096,16 @@ impl ScaleModel {
     /// # Shapes
     /// `image` (1, 3, H, W) → H·W scores, row-major
     pub fn anomaly_scores(&self, image: &Tensor) -> Result<Vec<f32>> {
+        self.anomaly_scores_with(image, ScoreTerms::Both)
+    }
+
+    /// [`Self::anomaly_scores`] with only the chosen terms of the score.
+    ///
+    /// # Shapes
+    /// `image` (1, 3, H, W) → H·W scores, row-major
+    pub fn anomaly_scores_with(&self, image: &Tensor, terms: ScoreTerms) -> Result<Vec<f32>> {
         let (e, v) = raw_scores(&self.teacher, &self.students, &self.mean, &self.std, image)?;
-        Ok(self.calibration.score(&e, &v))
+        Ok(self.calibration.score_terms(terms, &e, &v))
     }
 }
 
@@ -1119,6 +1184,33 @@ mod tests {
         assert_eq!((c.images, c.pixels), (2, 4));
         let s = c.score(&[4.0 + 5f32.sqrt()], &[3.0 - 2.0 * 3f32.sqrt()]);
         assert!((s[0] - (1.0 - 2.0)).abs() < 1e-5, "{s:?}");
+        // One term alone: e one std above its mean, v two below.
+        let (e1, v1) = ([4.0 + 5f32.sqrt()], [3.0 - 2.0 * 3f32.sqrt()]);
+        let only_e = c.score_terms(ScoreTerms::Error, &e1, &v1);
+        let only_v = c.score_terms(ScoreTerms::Variance, &e1, &v1);
+        assert!((only_e[0] - 1.0).abs() < 1e-5 && (only_v[0] + 2.0).abs() < 1e-5);
+        assert_eq!(c.score_terms(ScoreTerms::Both, &e1, &v1), s);
+    }
+
+    #[test]
+    fn score_terms_parse_and_print_their_names() {
+        for (text, terms) in [
+            ("e+v", ScoreTerms::Both),
+            ("both", ScoreTerms::Both),
+            ("e", ScoreTerms::Error),
+            ("error", ScoreTerms::Error),
+            ("v", ScoreTerms::Variance),
+            ("variance", ScoreTerms::Variance),
+        ] {
+            assert_eq!(text.parse::<ScoreTerms>().unwrap(), terms);
+        }
+        assert!("ev".parse::<ScoreTerms>().is_err());
+        assert_eq!(ScoreTerms::Both.to_string(), "e+v");
+        assert_eq!(
+            serde_json::to_string(&ScoreTerms::Variance).unwrap(),
+            "\"v\""
+        );
+        assert_eq!(ScoreTerms::default(), ScoreTerms::Both);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use ust_data::MvtecCategory;
 use ust_detector::pipeline::{TRAIN_SUMMARY_FILE, mean_over_scales};
-use ust_detector::{Detector, Device, TrainReport};
+use ust_detector::{Detector, Device, ScoreTerms, TrainReport};
 use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator, SegmentationScores};
 
 use super::bench::peak_rss_mib;
@@ -58,9 +58,14 @@ pub struct EvaluateArgs {
     pub images: bool,
     /// An earlier evaluation's folder (repeatable): its rows are taken instead of scoring the
     /// test images when its scale files are byte-identical to this run's and its category,
-    /// scales, FPR limit and reducer are these (see `evaluation_reuse`); otherwise passed over.
+    /// scales, FPR limit, reducer and score terms are these (see `evaluation_reuse`);
+    /// otherwise passed over.
     #[arg(long, value_name = "EVALUATION_DIR")]
     pub reuse: Vec<PathBuf>,
+    /// The terms of the anomaly score: e+v (METHOD.md §6), or as an ablation e (regression
+    /// error only) or v (predictive variance only), each normalised on the validation images.
+    #[arg(long, default_value = "e+v")]
+    pub score: ScoreTerms,
 }
 
 /// One row of the report: one scale, or the mean of several.
@@ -81,6 +86,9 @@ pub struct EvaluationReport {
     pub image_size: usize,
     pub fpr_limit: f64,
     pub reducer: String,
+    /// The terms of the anomaly score (`e+v` in reports written before the choice existed).
+    #[serde(default)]
+    pub score_terms: ScoreTerms,
     pub test_images: usize,
     pub defect_regions: usize,
     /// Per scale, then "multi-scale" when there are several.
@@ -118,8 +126,9 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
 /// Predicts, evaluates and writes the report; returns it with the report folder.
 pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let device = Device::Cpu;
-    let detector = Detector::load(&args.run_dir, args.scales.as_deref(), &device)
+    let mut detector = Detector::load(&args.run_dir, args.scales.as_deref(), &device)
         .with_context(|| format!("loading {}", args.run_dir.display()))?;
+    detector.score_terms = args.score;
     let data = match &args.data {
         Some(d) => category_dir(d, args.category.as_deref())?,
         None => detector.spec.data.clone(),
@@ -343,6 +352,7 @@ impl EvaluationReport {
             image_size: detector.image_size(),
             fpr_limit: args.fpr_limit,
             reducer: args.reducer.to_string(),
+            score_terms: detector.score_terms,
             test_images,
             defect_regions,
             rows,
@@ -355,6 +365,14 @@ impl EvaluationReport {
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok()),
         }
+    }
+}
+
+fn score_terms_text(t: ScoreTerms) -> &'static str {
+    match t {
+        ScoreTerms::Both => "e+v (regression error and predictive variance)",
+        ScoreTerms::Error => "e only (ablation: regression error)",
+        ScoreTerms::Variance => "v only (ablation: predictive variance)",
     }
 }
 
@@ -386,7 +404,8 @@ pub fn markdown(r: &EvaluationReport) -> String {
     };
     let mut s = format!(
         "# Evaluation: {}\n\n- data: `{}`\n- run: `{}` (preset {}, images at {}×{})\n- {} test \
-         images, {} defect regions; AU-PRO up to FPR {}; image score: {}\n- prediction: {}{}\n\n",
+         images, {} defect regions; AU-PRO up to FPR {}; image score: {}; anomaly score terms: \
+         {}\n- prediction: {}{}\n\n",
         r.category,
         r.data,
         r.run_dir,
@@ -397,6 +416,7 @@ pub fn markdown(r: &EvaluationReport) -> String {
         r.defect_regions,
         r.fpr_limit,
         r.reducer,
+        score_terms_text(r.score_terms),
         prediction,
         resumed + &rss
     );

@@ -6,7 +6,7 @@
 //! when, for every scale evaluated here, the other run's scale file is byte-identical to
 //! ours and older than the other report (it has not been replaced since), the other report
 //! evaluated the same scales (the multi-scale row needs all of them), the same category folder
-//! and number of test images, the same FPR limit and image-score reducer. Table 1's p = 65
+//! and number of test images, the same FPR limit, image-score reducer and score terms. Table 1's p = 65
 //! students cell, whose scale file `ust train --reuse` copied from Table 3's cell, takes Table
 //! 3's p = 65 row this way: on the magnetic tiles that is ~50 minutes of one core here.
 
@@ -89,6 +89,7 @@ fn matching_report(
     let settings_match = same_path(Path::new(&other.data), data)
         && other.fpr_limit == args.fpr_limit
         && other.reducer == args.reducer.to_string()
+        && other.score_terms == detector.score_terms
         && other.test_images > 0;
     // With several scales the multi-scale row needs exactly the same scales there.
     let scales_match = if scales.len() > 1 {

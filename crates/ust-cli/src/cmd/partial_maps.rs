@@ -3,8 +3,9 @@
 //! on a large test split (the magnetic tiles' 583 images take hours here) continues with the
 //! first image it had not scored, losing at most the image in progress.
 //!
-//! The folder holds `key.json` (what the scores depend on: the loaded scales, the image size,
-//! each scale file's path, length and modification time, and the test images in order) and
+//! The folder holds `key.json` (what the scores depend on: the loaded scales, the score terms,
+//! the image size, each scale file's path, length and modification time, and the test images
+//! in order) and
 //! one `NNNNN.f32` per scored image (the scales' maps one after the other, little-endian f32),
 //! each written atomically. A folder whose key differs (another run, a retrained scale, other
 //! test images) is cleared, never mixed in.
@@ -15,8 +16,8 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use ust_data::TestSample;
-use ust_detector::Detector;
 use ust_detector::student::ScalePaths;
+use ust_detector::{Detector, ScoreTerms};
 
 /// The folder of an evaluation's kept scores, under its report folder.
 pub const PARTIAL_DIR: &str = "evaluate-partial";
@@ -32,6 +33,9 @@ struct ScaleStamp {
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct PartialKey {
     scales: Vec<usize>,
+    /// `#[serde(default)]`: a folder kept before the choice existed holds `e+v` scores.
+    #[serde(default)]
+    score_terms: ScoreTerms,
     image_size: usize,
     models: Vec<ScaleStamp>,
     samples: Vec<String>,
@@ -61,6 +65,7 @@ impl PartialKey {
         }
         Ok(Self {
             scales: detector.patch_sizes(),
+            score_terms: detector.score_terms,
             image_size: detector.image_size(),
             models,
             samples: samples
