@@ -75,6 +75,10 @@ table2 *args:
 ablation-p *args:
     @{{just_executable()}} _experiment ablation_p data {{args}}
 
+# Beyond the paper: Table 3's students scored with the regression error e alone.
+ablation-score *args:
+    @{{just_executable()}} _experiment ablation_score data {{args}}
+
 # ust experiment experiments/FILE.toml with data=/preset= words turned into options
 # (default_data "-": the experiment takes no --data).
 _experiment file default_data *args:

@@ -106,6 +106,8 @@ pub struct DeviationInputs<'a> {
     pub distilled_teacher: bool,
     /// Whether a teacher is trained by this experiment.
     pub trains_teachers: bool,
+    /// The students' score terms when not the paper's `e+v` (`[students].score`).
+    pub ablated_score: Option<&'a str>,
 }
 
 /// One line per deviation.
@@ -173,6 +175,17 @@ pub fn deviations(d: &DeviationInputs<'_>) -> Vec<String> {
         out.push(
             "Teacher variants trained here use the same preset as the rest of the run.".to_string(),
         );
+    }
+    if let Some(t) = d.ablated_score {
+        let term = match t {
+            "e" => "the regression error e",
+            "v" => "the predictive variance v",
+            other => other,
+        };
+        out.push(format!(
+            "Anomaly score: {term} alone (`[students].score = \"{t}\"`, an ablation); the \
+             paper's score and numbers sum both normalised terms."
+        ));
     }
     out
 }

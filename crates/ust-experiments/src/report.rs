@@ -593,6 +593,7 @@ pub fn render_markdown(plan: &Plan, results: &RunResults) -> String {
         uses_cifar: e.datasets.iter().any(|d| d.name == "cifar10"),
         distilled_teacher: distilled,
         trains_teachers: e.teachers.iter().any(|t| t.variant.config.is_some()),
+        ablated_score: e.students.as_ref().and_then(|st| st.ablated_score()),
     });
     let _ = writeln!(
         s,

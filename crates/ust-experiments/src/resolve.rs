@@ -78,6 +78,9 @@ pub enum Task {
         teachers: Vec<PathBuf>,
         preset: String,
         seed: u64,
+        /// `--score` of the evaluation when not the paper's `e+v`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        score: Option<String>,
     },
     DenseBaseline {
         data: PathBuf,
@@ -233,6 +236,7 @@ impl Job {
                 teachers,
                 preset,
                 seed,
+                score,
             } => {
                 let model = cell.join(MODEL_DIR);
                 let scales_arg = scales
@@ -275,6 +279,9 @@ impl Job {
                     "--out".into(),
                     s(&cell),
                 ];
+                if let Some(t) = score {
+                    evaluate.extend(["--score".into(), t.clone()]);
+                }
                 // The other cells' evaluations: one of identical scale files gives the rows.
                 for other in others.iter().filter_map(|m| m.parent()) {
                     evaluate.extend(["--reuse".into(), s(other)]);
@@ -621,14 +628,21 @@ impl Plan {
                     .iter()
                     .map(|t| fingerprint(t))
                     .collect::<Result<Vec<_>>>()?;
+                let score = st.ablated_score();
                 for c in &categories {
                     for &seed in &experiment.seeds {
+                        let mut config = json!({"data": root_value, "category": c,
+                                   "scales": st.scales, "teachers": prints, "preset": preset,
+                                   "seed": seed});
+                        // Only an ablated score enters the hash: e+v cells keep their hashes.
+                        if let Some(t) = score {
+                            config["score"] = json!(t);
+                        }
                         push(
                             &mut jobs,
                             format!("students/{c}/seed{seed}"),
                             JobKind::Students,
-                            json!({"data": root_value, "category": c, "scales": st.scales,
-                                   "teachers": prints, "preset": preset, "seed": seed}),
+                            config,
                             Task::Students {
                                 data: root.clone(),
                                 category: c.clone(),
@@ -636,6 +650,7 @@ impl Plan {
                                 teachers: teachers.clone(),
                                 preset: preset.clone(),
                                 seed,
+                                score: score.map(str::to_string),
                             },
                             vec![root.clone()],
                         );

@@ -15,6 +15,7 @@
 //! [students]                  # table1, table3: one training of all scales per category
 //! scales = [17, 33, 65]
 //! teachers = []               # one file per scale; default: the shipped teachers
+//! score = "e+v"               # e+v (METHOD.md §6) | e | v: the anomaly score's terms
 //!
 //! [dense_baselines]           # table1
 //! methods = ["knn", "kmeans", "ocsvm", "pca", "ae", "vae"]
@@ -123,6 +124,21 @@ pub struct StudentsSection {
     pub scales: Vec<usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teachers: Vec<String>,
+    /// The anomaly score's terms (`ust evaluate --score`): `e+v` (the paper's, the default),
+    /// or as an ablation `e` or `v` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<String>,
+}
+
+/// The values of `[students].score`.
+pub const SCORE_TERMS: [&str; 3] = ["e+v", "e", "v"];
+
+impl StudentsSection {
+    /// The score terms when they are not the paper's `e+v` (which leaves cell hashes as they
+    /// were before the choice existed).
+    pub fn ablated_score(&self) -> Option<&str> {
+        self.score.as_deref().filter(|t| *t != "e+v")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -342,6 +358,14 @@ impl Experiment {
         }
         if let Some(s) = &file.students {
             check_scales(&s.scales, "[students].scales").map_err(bad)?;
+            if let Some(t) = &s.score
+                && !SCORE_TERMS.contains(&t.as_str())
+            {
+                return Err(bad(format!(
+                    "[students].score is {t:?}; expected one of {}",
+                    SCORE_TERMS.join(", ")
+                )));
+            }
             if !s.teachers.is_empty() && s.teachers.len() != s.scales.len() {
                 return Err(bad(format!(
                     "[students].teachers names {} files for {} scales (one per scale, or none \

@@ -570,6 +570,55 @@ fn table1_report_has_paper_numbers_means_and_failures() {
 }
 
 #[test]
+fn an_ablated_score_is_its_own_cell_and_evaluates_with_its_terms() {
+    let f = Fixture::new(&["a"]);
+    let text = |score: &str| {
+        format!(
+            "table = \"table3\"\n[mvtec]\ndata = \"{}\"\n[students]\nscales = [17, 33]\n{score}",
+            f.root()
+        )
+    };
+    let paper = f.plan(&text("")).unwrap();
+    // Naming the paper's terms changes nothing: the cells cached before the choice stay valid.
+    let explicit = f.plan(&text("score = \"e+v\"\n")).unwrap();
+    assert_eq!(explicit.jobs[0].hash, paper.jobs[0].hash);
+    assert_eq!(explicit.jobs[0].config, paper.jobs[0].config);
+    let cells_dir = Path::new("runs/x/cells");
+    let args = |plan: &Plan| plan.jobs[0].steps(cells_dir, false)[1].args.clone();
+    assert!(!args(&paper).contains(&"--score".to_string()));
+    for terms in ["e", "v"] {
+        let ablated = f.plan(&text(&format!("score = \"{terms}\"\n"))).unwrap();
+        assert_ne!(ablated.jobs[0].hash, paper.jobs[0].hash, "{terms}");
+        assert_eq!(ablated.jobs[0].config["score"], terms);
+        let eval = args(&ablated);
+        assert_eq!(eval[0], "evaluate");
+        assert!(eval.windows(2).any(|w| w == ["--score", terms]), "{eval:?}");
+        // Training is the paper's: the same arguments as the e+v cell's but the folder.
+        let train = |plan: &Plan| {
+            let mut a = plan.jobs[0].steps(cells_dir, false)[0].args.clone();
+            a.retain(|x| !x.starts_with("runs/"));
+            a
+        };
+        assert_eq!(train(&ablated), train(&paper));
+        let results = RunResults::new(
+            meta(&ablated),
+            &ablated,
+            vec![done("a", JobKind::Students, students(&[("p=17", 0.5)]))],
+        );
+        let md = render_markdown(&ablated, &results);
+        assert!(
+            md.contains(&format!("`[students].score = \"{terms}\"`, an ablation")),
+            "{md}"
+        );
+    }
+    let msg = err_of(f.plan(&text("score = \"ev\"\n")));
+    assert!(
+        msg.contains("[students].score") && msg.contains("e+v, e, v"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn table3_and_table2_reports() {
     let f = Fixture::new(&["a", "b"]);
     let text = format!(
