@@ -525,3 +525,38 @@ fn table2_like_teacher_stage_then_one_class() {
     }
     assert!(par_cells[1]["result"]["figures"]["auroc"].is_number());
 }
+
+/// The MVTec experiment files shipped in `experiments/` are valid and expand on the bundled
+/// category (Table 2's needs the shared MNIST, and its smoke version runs above).
+#[test]
+fn the_shipped_mvtec_experiments_expand_on_the_bundled_category() {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let runs = tempfile::tempdir().unwrap();
+    let runs_arg = runs.path().display().to_string();
+    let category = std::fs::read_dir(checkout.join("data"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("train/good").is_dir())
+        .expect("a bundled category under data/")
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    for (file, jobs) in [
+        ("experiments/table1.toml", 7),
+        ("experiments/ablation_p.toml", 1),
+        ("experiments/ablation_score.toml", 1),
+    ] {
+        let listed = list_jobs(&checkout, &[file, "--runs", &runs_arg]);
+        assert_eq!(listed.len(), jobs, "{file}: {listed:?}");
+        assert!(
+            listed
+                .iter()
+                .all(|(_, name, _, state)| name.contains(&category) && state == "pending"),
+            "{file}: {listed:?}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(runs.path()).unwrap().next().is_none(),
+        "--list-jobs wrote under --runs"
+    );
+}

@@ -455,8 +455,9 @@ fn canonical(p: &Path) -> Value {
     }
 }
 
-/// The categories under an MVTec-layout root: its subfolders with a `train/` folder, sorted
-/// (files such as README.md and other folders are skipped).
+/// The categories under an MVTec-layout root: its subfolders with a `train/good/` folder,
+/// sorted (files such as README.md and other folders are skipped, among them an unpacked
+/// CIFAR-10, whose `train/` holds class folders, beside the bundled category in `data/`).
 pub fn discover_categories(root: &Path) -> Result<Vec<String>> {
     let data_err = |reason: String| ExperimentError::Data {
         path: root.to_path_buf(),
@@ -467,9 +468,9 @@ pub fn discover_categories(root: &Path) -> Result<Vec<String>> {
             "the data root does not exist or is not a folder".into(),
         ));
     }
-    if root.join("train").is_dir() {
+    if root.join("train/good").is_dir() {
         return Err(data_err(
-            "is itself a category (it has train/): give the folder above it as the data root"
+            "is itself a category (it has train/good): give the folder above it as the data root"
                 .into(),
         ));
     }
@@ -477,7 +478,7 @@ pub fn discover_categories(root: &Path) -> Result<Vec<String>> {
     for entry in std::fs::read_dir(root).map_err(|e| ExperimentError::io(root, e))? {
         let entry = entry.map_err(|e| ExperimentError::io(root, e))?;
         let path = entry.path();
-        if path.is_dir() && path.join("train").is_dir() {
+        if path.is_dir() && path.join("train/good").is_dir() {
             out.push(entry.file_name().to_string_lossy().into_owned());
         }
     }

@@ -189,8 +189,11 @@ fn table1_jobs_expand_in_a_stable_order_with_distinct_cells() {
          [students]\nscales = [65]\n[dense_baselines]\nmethods = [\"knn\", \"ae\"]\n",
         f.root()
     );
+    // A folder whose train/ holds classes, not good/ (CIFAR-10 unpacked into data/), is no
+    // category either.
+    std::fs::create_dir_all(f.path("root/cifar-10/train/airplane")).unwrap();
     let plan = f.plan(&text).unwrap();
-    // README.md and notes/ (no train/) are not categories; sorted.
+    // README.md, notes/ (no train/) and cifar-10/ (no train/good) are not categories; sorted.
     assert_eq!(plan.categories, ["a", "b"]);
     let names: Vec<&str> = plan.jobs.iter().map(|j| j.name.as_str()).collect();
     assert_eq!(
