@@ -39,6 +39,16 @@ fn smoke_train(root: &Path, teacher: &Path, run: &Path) -> std::process::Command
     c
 }
 
+/// `root/run`: the generated category trained at p = 17 (smoke preset, a random teacher).
+fn trained_smoke_run(root: &Path) -> PathBuf {
+    dataset(root);
+    let teacher = root.join("teacher-p17.safetensors");
+    random_teacher(&teacher);
+    let run = root.join("run");
+    run_ok(&mut smoke_train(root, &teacher, &run));
+    run
+}
+
 /// Gives `path` a modification time later than any file written before the call.
 fn touch(path: &Path) {
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -373,11 +383,7 @@ fn a_scale_trained_alone_equals_it_in_a_multi_scale_run_and_is_reused() {
 #[test]
 fn an_interrupted_evaluation_resumes_with_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
-    dataset(dir.path());
-    let teacher = dir.path().join("teacher-p17.safetensors");
-    random_teacher(&teacher);
-    let run = dir.path().join("run");
-    run_ok(&mut smoke_train(dir.path(), &teacher, &run));
+    let run = trained_smoke_run(dir.path());
     let evaluate = |out: &Path, stop_after: Option<usize>| {
         let mut c = ust();
         c.arg("evaluate").arg(&run).arg("--out").arg(out);
@@ -452,11 +458,7 @@ fn tiff_maps(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<f32>> {
 #[test]
 fn score_terms_ablation_maps_add_up_to_the_full_score() {
     let dir = tempfile::tempdir().unwrap();
-    dataset(dir.path());
-    let teacher = dir.path().join("teacher-p17.safetensors");
-    random_teacher(&teacher);
-    let run = dir.path().join("run");
-    run_ok(&mut smoke_train(dir.path(), &teacher, &run));
+    let run = trained_smoke_run(dir.path());
     let evaluate = |out: &str, extra: &[&str]| {
         let mut c = ust();
         c.arg("evaluate")
