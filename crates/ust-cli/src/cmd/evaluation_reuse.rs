@@ -2,11 +2,12 @@
 //! scoring the test images again, when they are certain to be the same numbers.
 //!
 //! A scale's scores depend only on its scale file (students, teacher, normalization and
-//! calibration) and the test image, so a row of another evaluation is this evaluation's row
-//! when, for every scale evaluated here, the other run's scale file is byte-identical to
-//! ours and older than the other report (it has not been replaced since), the other report
-//! evaluated the same scales (the multi-scale row needs all of them), the same category folder
-//! and number of test images, the same FPR limit, image-score reducer and score terms. Table 1's p = 65
+//! calibration), the score terms and the test image, so a row of another evaluation is this
+//! evaluation's row when, for every scale evaluated here, the other run's scale file is
+//! byte-identical to ours and older than the other report (it has not been replaced since),
+//! the other report evaluated the same scales (the multi-scale row needs all of them), the
+//! same category folder and number of test images, the same FPR limit, image-score reducer
+//! and score terms. Table 1's p = 65
 //! students cell, whose scale file `ust train --reuse` copied from Table 3's cell, takes Table
 //! 3's p = 65 row this way: on the magnetic tiles that is ~50 minutes of one core here.
 
