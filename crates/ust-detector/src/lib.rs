@@ -25,6 +25,7 @@ pub mod init;
 pub mod models_dir;
 pub mod one_class;
 pub mod pipeline;
+pub mod sampling;
 pub mod student;
 pub mod summary;
 pub mod teacher;
@@ -43,6 +44,7 @@ pub use one_class::{
     OneClassSummary,
 };
 pub use pipeline::{Detector, Prediction, RunSpec, ScaleSpec, TrainReport, train_detector};
+pub use sampling::{CropCoverage, StudentSampling};
 pub use student::{
     Calibration, ScaleModel, ScoreTerms, StudentObserver, StudentRunStart, StudentStepReport,
     StudentSummary, StudentTrainingConfig,

@@ -3,12 +3,14 @@
 //!
 //! The teacher is frozen, so its dense descriptors are computed once per training image, before
 //! the first step, and kept in memory already normalised (ŷ = (y − μ)/σ with μ, σ per
-//! dimension over every descriptor of the training images). A step takes one training image
-//! (batch 1, as the paper), optionally a random square crop of its dense output, and trains
-//! each of the M students on it in turn (one pass over the data serves all students; each has
-//! its own Adam). The crop is exact: a student's dense output on the padded input window of the
-//! crop equals the crop of its output on the whole image, so cropping changes only how much of
-//! each image one step sees.
+//! dimension over every descriptor of the training images). A step trains each of the M
+//! students (each with its own Adam) on one training image (batch 1, as the paper), optionally
+//! on a random window of its dense output; which image and window is [`crate::sampling`]'s
+//! choice (every output pixel equally often, each student its own draws, by default). The crop
+//! is exact: a student's dense output on the padded input window of the crop equals the crop of
+//! its output on the whole image, so cropping changes only how much of each image one step
+//! sees. The image border is extended the same way ([`BorderPadding`], replicate by default)
+//! for the teacher's targets, the students' inputs, the calibration and every later scoring.
 //!
 //! Reproducibility: the initial weights, the image order of every epoch and every crop derive
 //! from the seed and the step number, so a run resumed from a checkpoint is the run that was
@@ -19,15 +21,12 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use ust_data::ChwImage;
 use ust_losses::{ensemble_scores, student_regression_loss};
-use ust_models::{DenseConfig, DenseExtractor, PatchNet, PatchNetConfig};
+use ust_models::{BorderPadding, DenseConfig, DenseExtractor, PatchNet, PatchNetConfig};
 
 use crate::adam::{Adam, AdamConfig, WeightDecayMode};
 use crate::checkpoint::{
@@ -37,6 +36,7 @@ use crate::config::{GuardConfig, Preset};
 use crate::error::{DetectorError, Result};
 use crate::guard::LossGuard;
 use crate::init::initialize_seeded;
+use crate::sampling::{CropCoverage, StepSampler, StudentSampling, Window};
 use crate::teacher::derive_seed;
 
 /// `ust.model` value of a trained scale's file.
@@ -51,8 +51,6 @@ const KEY_SUMMARY: &str = "ust.students.summary";
 const KEY_STATE: &str = "ust.checkpoint.state";
 
 const STREAM_INIT: u64 = 11;
-const STREAM_ORDER: u64 = 12;
-const STREAM_CROP: u64 = 13;
 
 /// A σ below this is replaced by it when normalising the teacher's descriptors (a dimension the
 /// teacher never varies on the training images would otherwise divide by zero).
@@ -80,6 +78,17 @@ pub struct StudentTrainingConfig {
     /// Side of the random square crop of the dense output each step trains on; 0 trains on
     /// the whole image (the paper).
     pub crop: usize,
+    /// Where crops may lie (files written before this setting: `inside`).
+    #[serde(default)]
+    pub crop_coverage: CropCoverage,
+    /// Whether the students share their image order and crops (files written before this
+    /// setting: `shared`).
+    #[serde(default)]
+    pub student_sampling: StudentSampling,
+    /// How the image border is extended for the teacher's targets, the students' training
+    /// inputs and every later scoring (files written before this setting: `zeros`).
+    #[serde(default)]
+    pub padding: BorderPadding,
     /// Use at most this many training images (a seeded subset); 0 uses all.
     pub max_train_images: usize,
     /// Fraction of `train/good` held out for the score calibration (at least one image).
@@ -102,6 +111,9 @@ impl StudentTrainingConfig {
             epochs: 100,
             max_steps: 0,
             crop: 0,
+            crop_coverage: CropCoverage::Uniform,
+            student_sampling: StudentSampling::PerStudent,
+            padding: BorderPadding::Replicate,
             max_train_images: 0,
             validation_fraction: 0.1,
             optimizer: AdamConfig {
@@ -208,6 +220,14 @@ impl StudentTrainingConfig {
             self.image_size
         } else {
             self.crop
+        }
+    }
+
+    /// How the teacher and the students run over whole images.
+    pub fn dense_config(&self) -> DenseConfig {
+        DenseConfig {
+            padding: self.padding,
+            ..DenseConfig::default()
         }
     }
 
@@ -503,7 +523,8 @@ pub struct ScaleTrainer {
     teacher_path: PathBuf,
     teacher: DenseExtractor,
     students: Vec<Student>,
-    /// Training images, padded by (p−1)/2 with zeros, each (1, 3, H+p−1, W+p−1).
+    /// Training images, padded by (p−1)/2 with the run's border padding, each
+    /// (1, 3, H+p−1, W+p−1).
     padded: Vec<Tensor>,
     validation: Vec<Tensor>,
     targets: Option<TeacherTargets>,
@@ -564,12 +585,13 @@ impl ScaleTrainer {
         }
         let p = teacher.patch_size();
         let half = (p - 1) / 2;
+        let dense_config = config.dense_config();
         let padded = train
             .iter()
             .map(|im| {
-                Ok(image_tensor(im, config.image_size, device)?
-                    .pad_with_zeros(D::Minus2, half, half)?
-                    .pad_with_zeros(D::Minus1, half, half)?)
+                Ok(config
+                    .padding
+                    .pad(&image_tensor(im, config.image_size, device)?, half, half)?)
             })
             .collect::<Result<Vec<_>>>()?;
         let validation = validation
@@ -592,7 +614,7 @@ impl ScaleTrainer {
             let optimizer = Adam::new(vars, config.optimizer.clone())?;
             students.push(Student {
                 varmap,
-                dense: DenseExtractor::new(net, DenseConfig::default()),
+                dense: DenseExtractor::new(net, dense_config),
                 optimizer,
             });
         }
@@ -601,7 +623,7 @@ impl ScaleTrainer {
             config,
             paths,
             teacher_path: teacher_path.to_path_buf(),
-            teacher: DenseExtractor::new(teacher.detach(), DenseConfig::default()),
+            teacher: DenseExtractor::new(teacher.detach(), dense_config),
             students,
             padded,
             validation,
@@ -714,49 +736,51 @@ impl ScaleTrainer {
         Ok(())
     }
 
-    /// The training image and the crop (row, column, side of the output window) of step `t`.
-    fn sample(&self, t: usize) -> (usize, usize, usize, usize) {
-        let n = self.padded.len();
-        let (epoch, within) = (t / n, t % n);
-        let mut order: Vec<usize> = (0..n).collect();
-        let p = self.patch_size() as u64;
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(derive_seed(
-            self.config.seed,
-            STREAM_ORDER + 100 * p,
-            epoch as u64,
-        ));
-        order.shuffle(&mut rng);
-        let side = self.config.crop_side();
-        let size = self.config.image_size;
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(derive_seed(
-            self.config.seed,
-            STREAM_CROP + 100 * p,
-            t as u64,
-        ));
-        let r0 = rng.random_range(0..=size - side);
-        let c0 = rng.random_range(0..=size - side);
-        (order[within], r0, c0, side)
+    /// The draws of this run's steps.
+    fn sampler(&self) -> StepSampler {
+        StepSampler {
+            seed: self.config.seed,
+            patch_size: self.patch_size(),
+            images: self.padded.len(),
+            image_size: self.config.image_size,
+            side: self.config.crop_side(),
+            coverage: self.config.crop_coverage,
+            sampling: self.config.student_sampling,
+        }
     }
 
-    /// One step: every student on one (cropped) training image. Returns the students' losses.
+    /// One step: every student on its (cropped) training image. Returns the students' losses
+    /// (the mean over the window's pixels, whatever its size).
     fn train_step(&mut self, targets: &TeacherTargets) -> Result<Vec<f64>> {
-        let (index, r0, c0, side) = self.sample(self.step);
+        let sampler = self.sampler();
         let p = self.patch_size();
-        let input = self.padded[index]
-            .narrow(2, r0, side + p - 1)?
-            .narrow(3, c0, side + p - 1)?;
-        let target = targets.targets[index]
-            .narrow(2, r0, side)?
-            .narrow(3, c0, side)?;
         let mut losses = Vec::with_capacity(self.students.len());
         let next = self.step + 1;
         for m in 0..self.students.len() {
+            let (index, window) = sampler.draw(self.step, m);
+            let Window {
+                row,
+                col,
+                height,
+                width,
+            } = window;
+            let input =
+                self.padded[index]
+                    .narrow(2, row, height + p - 1)?
+                    .narrow(3, col, width + p - 1)?;
+            let target = targets.targets[index]
+                .narrow(2, row, height)?
+                .narrow(3, col, width)?;
             let prediction = self.students[m].dense.extract_padded(&input)?;
             let loss = student_regression_loss(&prediction, &target)?;
             let value = loss.to_scalar::<f32>()? as f64;
             if let Err(reason) = self.guard.check(value) {
                 return Err(self.diverged(next, format!("student {m}: {reason}")));
             }
+            let loss = match self.config.crop_coverage {
+                CropCoverage::Inside => loss,
+                CropCoverage::Uniform => (loss * window.share_of(sampler.side))?,
+            };
             let grads = loss.backward()?;
             if let Err(bad) = self.students[m].optimizer.step(&grads)? {
                 return Err(self.diverged(
@@ -820,7 +844,7 @@ impl ScaleTrainer {
         let frozen: Vec<DenseExtractor> = self
             .students
             .iter()
-            .map(|s| DenseExtractor::new(s.dense.net().detach(), DenseConfig::default()))
+            .map(|s| DenseExtractor::new(s.dense.net().detach(), self.config.dense_config()))
             .collect();
         let mut maps = Vec::with_capacity(self.validation.len());
         for image in &self.validation {
@@ -1068,7 +1092,7 @@ impl ScaleModel {
         let build = |prefix: &str| -> Result<DenseExtractor> {
             let net = PatchNet::new(architecture.clone(), vb.pp(prefix))
                 .map_err(|e| DetectorError::bad_file(path, format!("{prefix}: {e}")))?;
-            Ok(DenseExtractor::new(net, DenseConfig::default()))
+            Ok(DenseExtractor::new(net, training.dense_config()))
         };
         let teacher = build("teacher")?;
         let students = (0..summary.students)
@@ -1112,6 +1136,7 @@ impl ScaleModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::D;
 
     fn noise_image(seed: u32, size: usize) -> ChwImage {
         let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -1375,6 +1400,97 @@ mod tests {
         assert!(
             mean.abs() < 1e-3,
             "validation scores are centred by construction: {mean}"
+        );
+    }
+
+    /// Spread of a (1, d, H, W) or H·W output: the largest distance from its first pixel.
+    fn spread(values: &[f32], per_pixel: usize) -> f32 {
+        let pixels = values.len() / per_pixel;
+        let mut worst = 0f32;
+        for k in 0..per_pixel {
+            let plane = &values[k * pixels..(k + 1) * pixels];
+            for &x in plane {
+                worst = worst.max((x - plane[0]).abs());
+            }
+        }
+        worst
+    }
+
+    /// With replicate or reflect padding, the teacher, every student and the anomaly score are
+    /// spatially constant on a constant image: the frame is gone by construction. With zeros it
+    /// is there. The padding travels through the scale file.
+    #[test]
+    fn a_constant_image_scores_the_same_everywhere_without_zero_padding() {
+        let train: Vec<ChwImage> = (0..3).map(|i| noise_image(i, 24)).collect();
+        let constant =
+            (Tensor::ones((1, 3, 24, 24), DType::F32, &Device::Cpu).unwrap() * 0.7).unwrap();
+        for padding in BorderPadding::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let config = StudentTrainingConfig {
+                padding,
+                ..tiny_config()
+            };
+            ScaleTrainer::new(
+                config,
+                random_teacher(17),
+                Path::new("teacher.safetensors"),
+                &train,
+                &[noise_image(9, 24)],
+                ScalePaths::in_run_dir(dir.path(), 17),
+                false,
+                &Device::Cpu,
+            )
+            .unwrap()
+            .run(&mut ())
+            .unwrap();
+            let model =
+                ScaleModel::load(&ScalePaths::in_run_dir(dir.path(), 17).model, &Device::Cpu)
+                    .unwrap();
+            assert_eq!(model.training.padding, padding);
+            assert_eq!(model.teacher.config().padding, padding);
+            let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let teacher = spread(&flat(model.teacher.extract(&constant).unwrap()), 128);
+            let student = spread(&flat(model.students[1].extract(&constant).unwrap()), 128);
+            let score = spread(&model.anomaly_scores(&constant).unwrap(), 1);
+            if padding == BorderPadding::Zeros {
+                assert!(
+                    teacher > 1e-2 && student > 1e-2 && score > 1e-2,
+                    "{padding}"
+                );
+            } else {
+                assert!(teacher < 1e-4, "{padding}: teacher spread {teacher}");
+                assert!(student < 1e-4, "{padding}: student spread {student}");
+                assert!(score < 1e-3, "{padding}: score spread {score}");
+            }
+        }
+    }
+
+    /// A configuration written before the border settings existed reads as what those runs did.
+    #[test]
+    fn configurations_without_the_border_settings_read_as_the_old_behaviour() {
+        let text = StudentTrainingConfig::cpu().to_toml().unwrap();
+        let old: String = text
+            .lines()
+            .filter(|l| {
+                !["crop_coverage", "student_sampling", "padding"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(old, text);
+        let read: StudentTrainingConfig = toml::from_str(&old).unwrap();
+        assert_eq!(read.padding, BorderPadding::Zeros);
+        assert_eq!(read.crop_coverage, CropCoverage::Inside);
+        assert_eq!(read.student_sampling, StudentSampling::Shared);
+        let cpu = StudentTrainingConfig::cpu();
+        assert_eq!(
+            (cpu.padding, cpu.crop_coverage, cpu.student_sampling),
+            (
+                BorderPadding::Replicate,
+                CropCoverage::Uniform,
+                StudentSampling::PerStudent
+            )
         );
     }
 

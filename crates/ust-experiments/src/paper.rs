@@ -108,6 +108,8 @@ pub struct DeviationInputs<'a> {
     pub trains_teachers: bool,
     /// The students' score terms when not the paper's `e+v` (`[students].score`).
     pub ablated_score: Option<&'a str>,
+    /// The students' border settings (key, value), when the run trains students.
+    pub student_border: &'a [(String, String)],
 }
 
 /// One line per deviation.
@@ -175,6 +177,20 @@ pub fn deviations(d: &DeviationInputs<'_>) -> Vec<String> {
         out.push(
             "Teacher variants trained here use the same preset as the rest of the run.".to_string(),
         );
+    }
+    if !d.student_border.is_empty() {
+        let value = |key: &str| {
+            d.student_border
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or("?", |(_, v)| v.as_str())
+        };
+        out.push(format!(
+            "Image border (the paper does not say): students train and score with `{}` padding              of the image (teacher targets included), `{}` crop coverage and `{}` image order              and crops (`[students].padding`, `crop_coverage`, `student_sampling`;              crates/ust-detector/README.md measures them).",
+            value("padding"),
+            value("crop_coverage"),
+            value("student_sampling")
+        ));
     }
     if let Some(t) = d.ablated_score {
         let term = match t {

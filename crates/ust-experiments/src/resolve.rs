@@ -81,6 +81,9 @@ pub enum Task {
         /// `--score` of the evaluation when not the paper's `e+v`.
         #[serde(skip_serializing_if = "Option::is_none")]
         score: Option<String>,
+        /// The border settings of the training (key, value), see
+        /// [`crate::schema::STUDENT_BORDER_SETTINGS`].
+        border: Vec<(String, String)>,
     },
     DenseBaseline {
         data: PathBuf,
@@ -237,6 +240,7 @@ impl Job {
                 preset,
                 seed,
                 score,
+                border,
             } => {
                 let model = cell.join(MODEL_DIR);
                 let scales_arg = scales
@@ -261,6 +265,9 @@ impl Job {
                 ];
                 for t in teachers {
                     train.extend(["--teacher".into(), s(t)]);
+                }
+                for (key, value) in border {
+                    train.extend([format!("--{}", key.replace('_', "-")), value.clone()]);
                 }
                 let others = students_models_beside(cells_dir, category, &self.cell);
                 for other in &others {
@@ -630,6 +637,9 @@ impl Plan {
                     .map(|t| fingerprint(t))
                     .collect::<Result<Vec<_>>>()?;
                 let score = st.ablated_score();
+                let border = st.border();
+                let border_value: serde_json::Map<String, Value> =
+                    border.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
                 for c in &categories {
                     for &seed in &experiment.seeds {
                         let mut config = json!({"data": root_value, "category": c,
@@ -639,6 +649,7 @@ impl Plan {
                         if let Some(t) = score {
                             config["score"] = json!(t);
                         }
+                        config["border"] = Value::Object(border_value.clone());
                         push(
                             &mut jobs,
                             format!("students/{c}/seed{seed}"),
@@ -652,6 +663,7 @@ impl Plan {
                                 preset: preset.clone(),
                                 seed,
                                 score: score.map(str::to_string),
+                                border: border.clone(),
                             },
                             vec![root.clone()],
                         );

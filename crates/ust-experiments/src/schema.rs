@@ -128,16 +128,52 @@ pub struct StudentsSection {
     /// or as an ablation `e` or `v` alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<String>,
+    /// Border extension (`ust train --padding`): zeros, replicate or reflect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<String>,
+    /// Where training crops may lie (`ust train --crop-coverage`): uniform or inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_coverage: Option<String>,
+    /// Whether the students share their draws (`ust train --student-sampling`): per-student
+    /// or shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student_sampling: Option<String>,
 }
 
 /// The values of `[students].score`.
 pub const SCORE_TERMS: [&str; 3] = ["e+v", "e", "v"];
+
+/// The border settings of `[students]`: key (also `ust train --KEY` with `-` for `_`), the
+/// values it takes, and the default, which is the student presets' own (a test in ust-cli
+/// checks that they agree). Every students cell records all three, so the cells trained before
+/// the settings existed (zeros, inside, shared) are not taken for the new ones.
+pub const STUDENT_BORDER_SETTINGS: [(&str, &[&str], &str); 3] = [
+    ("padding", &["zeros", "replicate", "reflect"], "replicate"),
+    ("crop_coverage", &["uniform", "inside"], "uniform"),
+    (
+        "student_sampling",
+        &["per-student", "shared"],
+        "per-student",
+    ),
+];
 
 impl StudentsSection {
     /// The score terms when they are not the paper's `e+v` (which leaves cell hashes as they
     /// were before the choice existed).
     pub fn ablated_score(&self) -> Option<&str> {
         self.score.as_deref().filter(|t| *t != "e+v")
+    }
+
+    /// The border settings, given or default, in [`STUDENT_BORDER_SETTINGS`]' order.
+    pub fn border(&self) -> Vec<(String, String)> {
+        let given = [&self.padding, &self.crop_coverage, &self.student_sampling];
+        STUDENT_BORDER_SETTINGS
+            .iter()
+            .zip(given)
+            .map(|(&(key, _, default), v)| {
+                (key.to_string(), v.clone().unwrap_or_else(|| default.into()))
+            })
+            .collect()
     }
 }
 
@@ -365,6 +401,17 @@ impl Experiment {
                     "[students].score is {t:?}; expected one of {}",
                     SCORE_TERMS.join(", ")
                 )));
+            }
+            let given = [&s.padding, &s.crop_coverage, &s.student_sampling];
+            for ((key, values, _), v) in STUDENT_BORDER_SETTINGS.iter().zip(given) {
+                if let Some(v) = v
+                    && !values.contains(&v.as_str())
+                {
+                    return Err(bad(format!(
+                        "[students].{key} is {v:?}; expected one of {}",
+                        values.join(", ")
+                    )));
+                }
             }
             if !s.teachers.is_empty() && s.teachers.len() != s.scales.len() {
                 return Err(bad(format!(

@@ -243,6 +243,12 @@ fn table1_jobs_expand_in_a_stable_order_with_distinct_cells() {
         &model,
         "--teacher",
         &teacher,
+        "--padding",
+        "replicate",
+        "--crop-coverage",
+        "uniform",
+        "--student-sampling",
+        "per-student",
     ]
     .map(String::from)
     .to_vec();
@@ -417,6 +423,11 @@ fn hashes_are_stable_and_follow_every_input() {
     assert_ne!(retrained.jobs[0].hash, base.jobs[0].hash);
     // The hash is over the canonical JSON of the config the job records.
     assert_eq!(base.jobs[0].hash, crate::config_hash(&base.jobs[0].config));
+    assert_eq!(
+        base.jobs[0].config["border"],
+        json!({"padding": "replicate", "crop_coverage": "uniform",
+               "student_sampling": "per-student"})
+    );
     assert_eq!(
         base.jobs[0].config["schema"],
         json!(crate::schema::SCHEMA_VERSION)
@@ -617,6 +628,35 @@ fn an_ablated_score_is_its_own_cell_and_evaluates_with_its_terms() {
     let msg = err_of(f.plan(&text("score = \"ev\"\n")));
     assert!(
         msg.contains("[students].score") && msg.contains("e+v, e, v"),
+        "{msg}"
+    );
+    // The border settings: each its own cell and `ust train` flag; the defaults named
+    // explicitly are the same cell; an unknown value is refused with the choices.
+    let defaults = f
+        .plan(&text(
+            "padding = \"replicate\"\ncrop_coverage = \"uniform\"\n\
+             student_sampling = \"per-student\"\n",
+        ))
+        .unwrap();
+    assert_eq!(defaults.jobs[0].hash, paper.jobs[0].hash);
+    for (setting, flag, value) in [
+        ("padding", "--padding", "zeros"),
+        ("padding", "--padding", "reflect"),
+        ("crop_coverage", "--crop-coverage", "inside"),
+        ("student_sampling", "--student-sampling", "shared"),
+    ] {
+        let other = f
+            .plan(&text(&format!("{setting} = \"{value}\"\n")))
+            .unwrap();
+        assert_ne!(other.jobs[0].hash, paper.jobs[0].hash, "{setting}");
+        let train = other.jobs[0].steps(cells_dir, false)[0].args.clone();
+        assert!(train.windows(2).any(|w| w == [flag, value]), "{train:?}");
+        let md = render_markdown(&other, &RunResults::new(meta(&other), &other, vec![]));
+        assert!(md.contains(&format!("`{value}`")), "{md}");
+    }
+    let msg = err_of(f.plan(&text("padding = \"mirror\"\n")));
+    assert!(
+        msg.contains("[students].padding") && msg.contains("zeros, replicate, reflect"),
         "{msg}"
     );
 }

@@ -20,7 +20,7 @@
 //! unwarp copies), so [`DenseMethod::Dilated`] is the default. `examples/models_bench.rs`
 //! measures both.
 //!
-//! Any H×W works: the image is padded by (p−1)/2 on each side (zeros by default); the
+//! Any H×W works: the image is padded by (p−1)/2 on each side ([`BorderPadding`]); the
 //! multi-pool construction pads a few more rows/columns at the bottom/right where the pooling
 //! strides need them, and the result is cropped to H×W. Those extra pixels never reach an
 //! output inside H×W.
@@ -41,14 +41,95 @@ pub enum DenseMethod {
     Dilated,
 }
 
-/// How the image border is extended by (p−1)/2 pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the image border is extended by (p−1)/2 pixels, so that every pixel gets a full p×p
+/// patch.
+///
+/// Zeros put a dark frame around every image: on bright images (the paper types, most MVTec AD
+/// objects) each patch reaching over the border is unlike any patch of the image itself, and the
+/// students' maps then light up along the border (measured in the detector README). Replicate
+/// and reflect extend the image with its own pixels, so a constant image stays constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BorderPadding {
-    /// Zeros.
+    /// Zeros (the plain extractor's default; what runs written before the setting used).
     #[default]
     Zeros,
-    /// Repeat the border pixels.
+    /// Repeat the border pixels: `aaa|abcd|ddd`.
     Replicate,
+    /// Mirror at the border pixel, which is not repeated: `dcb|abcd|cba`.
+    Reflect,
+}
+
+impl BorderPadding {
+    /// Every mode, in the order reports list them.
+    pub const ALL: [BorderPadding; 3] = [Self::Zeros, Self::Replicate, Self::Reflect];
+
+    /// The name written in configuration files and accepted on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Zeros => "zeros",
+            Self::Replicate => "replicate",
+            Self::Reflect => "reflect",
+        }
+    }
+
+    /// `x` extended by `before` rows/columns at the top/left and `after` at the bottom/right
+    /// of both spatial axes. Differentiable (an index gather for reflect).
+    ///
+    /// # Shapes
+    /// (B, C, H, W) -> (B, C, H+before+after, W+before+after)
+    pub fn pad(self, x: &Tensor, before: usize, after: usize) -> Result<Tensor> {
+        let (_, _, _, _) = x.dims4()?;
+        let mut x = x.clone();
+        for axis in [2, 3] {
+            x = match self {
+                Self::Zeros => x.pad_with_zeros(axis, before, after)?,
+                Self::Replicate => x.pad_with_same(axis, before, after)?,
+                Self::Reflect => {
+                    let n = x.dim(axis)?;
+                    let index: Vec<u32> = (0..n + before + after)
+                        .map(|i| reflect_index(i as isize - before as isize, n) as u32)
+                        .collect();
+                    let index = Tensor::from_vec(index, n + before + after, x.device())?;
+                    // candle's index_select needs a contiguous input (a crop is not).
+                    x.contiguous()?.index_select(&index, axis)?
+                }
+            };
+        }
+        Ok(x)
+    }
+}
+
+/// The source index of position `i` (any integer) on an axis of length `n` mirrored at its end
+/// pixels (period 2(n−1)), so a padding wider than the image keeps reflecting.
+fn reflect_index(i: isize, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n as isize - 1);
+    let j = i.rem_euclid(period);
+    (if j < n as isize { j } else { period - j }) as usize
+}
+
+impl std::fmt::Display for BorderPadding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BorderPadding {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s.trim())
+            .ok_or_else(|| {
+                ModelError::InvalidConfig(format!(
+                    "unknown border padding {s:?}: expected zeros, replicate or reflect"
+                ))
+            })
+    }
 }
 
 /// Configuration of a [`DenseExtractor`].
@@ -103,15 +184,7 @@ impl DenseExtractor {
             return Err(ModelError::BadInput(format!("empty image {h}x{w}")));
         }
         let half = (self.net.patch_size() - 1) / 2;
-        let padded = match self.config.padding {
-            BorderPadding::Zeros => images
-                .pad_with_zeros(D::Minus2, half, half)?
-                .pad_with_zeros(D::Minus1, half, half)?,
-            BorderPadding::Replicate => images
-                .pad_with_same(D::Minus2, half, half)?
-                .pad_with_same(D::Minus1, half, half)?,
-        };
-        self.extract_padded(&padded)
+        self.extract_padded(&self.config.padding.pad(images, half, half)?)
     }
 
     /// Dense descriptors of a batch of images that are already padded by p−1 in total per axis:
@@ -354,7 +427,7 @@ mod tests {
                         .extract(&images)
                         .unwrap()
                 };
-                for padding in [BorderPadding::Zeros, BorderPadding::Replicate] {
+                for padding in BorderPadding::ALL {
                     let a = run(DenseMethod::MultiPool, padding);
                     let b = run(DenseMethod::Dilated, padding);
                     assert_eq!(a.dims(), &[1, 128, h, w]);
@@ -428,6 +501,92 @@ mod tests {
             assert!(scale > 0.0);
             assert_close(a, b, 1e-4 * scale.max(1.0), "parameter gradient");
         }
+    }
+
+    #[test]
+    fn reflect_padding_mirrors_at_the_border_pixel() {
+        // Hand-checked: abcd reflected by 2 on each side is cb|abcd|cb; by 5 the mirror goes
+        // on past the far end (period 2(n−1) = 6): position −5 is index 1, −4 is 2, −3 is 3.
+        let got: Vec<usize> = (-5..=8).map(|i| reflect_index(i, 4)).collect();
+        assert_eq!(got, [1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2]);
+        assert_eq!(reflect_index(-3, 1), 0);
+        let x = Tensor::arange(0f32, 12.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 3, 4))
+            .unwrap();
+        let rows = |t: &Tensor| {
+            t.squeeze(0)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        };
+        let r = BorderPadding::Reflect.pad(&x, 1, 2).unwrap();
+        assert_eq!(r.dims(), &[1, 1, 6, 7]);
+        // A crop (not contiguous) pads as its copy does.
+        let wide = BorderPadding::Zeros
+            .pad(&x, 0, 3)
+            .unwrap()
+            .narrow(3, 0, 4)
+            .unwrap();
+        let cropped = BorderPadding::Reflect
+            .pad(&wide.narrow(2, 0, 3).unwrap(), 1, 2)
+            .unwrap();
+        assert_eq!(rows(&cropped), rows(&r));
+        // Rows −1, 0, 1, 2, 3, 4 → 1, 0, 1, 2, 1, 0; columns −1..=5 → 1, 0, 1, 2, 3, 2, 1.
+        let want: Vec<Vec<f32>> = [1, 0, 1, 2, 1, 0]
+            .iter()
+            .map(|&r| {
+                [1, 0, 1, 2, 3, 2, 1]
+                    .iter()
+                    .map(|&c| (4 * r + c) as f32)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows(&r), want);
+        let z = BorderPadding::Zeros.pad(&x, 1, 0).unwrap();
+        assert_eq!(rows(&z)[0], vec![0.0; 5]);
+        assert_eq!(rows(&z)[1], vec![0.0, 0.0, 1.0, 2.0, 3.0]);
+        let s = BorderPadding::Replicate.pad(&x, 0, 1).unwrap();
+        assert_eq!(rows(&s)[3], vec![8.0, 9.0, 10.0, 11.0, 11.0]);
+        for m in BorderPadding::ALL {
+            assert_eq!(m.name().parse::<BorderPadding>().unwrap(), m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
+        }
+        assert!("mirror".parse::<BorderPadding>().is_err());
+    }
+
+    /// On a constant image the descriptors are the same at every pixel with replicate and
+    /// reflect padding (no frame by construction), and differ at the border with zeros.
+    #[test]
+    fn a_constant_image_gives_constant_descriptors_without_zero_padding() {
+        let dev = Device::Cpu;
+        let net = random_net(17, 3);
+        let image = (Tensor::ones((1, 3, 21, 19), DType::F32, &dev).unwrap() * 0.8).unwrap();
+        let spread = |padding| {
+            let out = DenseExtractor::new(
+                net.clone(),
+                DenseConfig {
+                    padding,
+                    ..Default::default()
+                },
+            )
+            .extract(&image)
+            .unwrap();
+            let centre = out.i((.., .., 10..11, 9..10)).unwrap();
+            out.broadcast_sub(&centre)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(spread(BorderPadding::Replicate) < 1e-4);
+        assert!(spread(BorderPadding::Reflect) < 1e-4);
+        assert!(spread(BorderPadding::Zeros) > 1e-2);
     }
 
     #[test]

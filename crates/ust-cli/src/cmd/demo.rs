@@ -13,7 +13,7 @@ use ust_detector::models_dir::find_in_project;
 
 use super::evaluate::{EvaluateArgs, evaluate};
 use super::teacher::PresetArg;
-use super::train::{TrainArgs, run_spec, train};
+use super::train::{BorderArgs, TrainArgs, run_spec, train};
 
 /// The bundled category, relative to the checkout.
 pub const BUNDLED_CATEGORY: &str = "data/paper_pa_bdp01_tl";
@@ -47,6 +47,8 @@ pub struct DemoArgs {
     /// preset's own otherwise].
     #[arg(long)]
     pub epochs: Option<usize>,
+    #[command(flatten)]
+    pub border: BorderArgs,
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -83,6 +85,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         lr: None,
         max_train_images: None,
         seed: None,
+        border: args.border.clone(),
         reuse: Vec::new(),
     };
     let (spec, _) = run_spec(&train_args)?;

@@ -9,9 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ust_detector::{
-    Device, Preset, RunSpec, ScaleSpec, StudentObserver, StudentRunStart, StudentStepReport,
-    StudentTrainingConfig, TrainReport, find_default_teacher, train_detector,
+    CropCoverage, Device, Preset, RunSpec, ScaleSpec, StudentObserver, StudentRunStart,
+    StudentSampling, StudentStepReport, StudentTrainingConfig, TrainReport, find_default_teacher,
+    train_detector,
 };
+use ust_models::BorderPadding;
 
 use super::teacher::PresetArg;
 
@@ -63,11 +65,45 @@ pub struct TrainArgs {
     /// Seed of the initial weights, the validation split, the order and the crops.
     #[arg(long)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub border: BorderArgs,
     /// Another run directory (repeatable) to copy a scale from instead of training it, when
     /// that run used the same data folder, an identical teacher file for the scale and the
     /// same resolved training configuration; others are passed over.
     #[arg(long, value_name = "RUN_DIR")]
     pub reuse: Vec<PathBuf>,
+}
+
+/// How the image border is handled in training and scoring; each overrides the preset.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BorderArgs {
+    /// Border extension for the teacher's targets, the students and scoring: zeros,
+    /// replicate or reflect [preset: replicate].
+    #[arg(long)]
+    pub padding: Option<BorderPadding>,
+    /// Where training crops may lie: uniform (every output pixel equally often) or inside
+    /// (whole crops inside the image, the border under-trained) [preset: uniform].
+    #[arg(long)]
+    pub crop_coverage: Option<CropCoverage>,
+    /// Whether the students draw their own image order and crops (per-student) or share them
+    /// (shared) [preset: per-student].
+    #[arg(long)]
+    pub student_sampling: Option<StudentSampling>,
+}
+
+impl BorderArgs {
+    /// `training` with the given settings.
+    pub fn apply(&self, training: &mut StudentTrainingConfig) {
+        if let Some(v) = self.padding {
+            training.padding = v;
+        }
+        if let Some(v) = self.crop_coverage {
+            training.crop_coverage = v;
+        }
+        if let Some(v) = self.student_sampling {
+            training.student_sampling = v;
+        }
+    }
 }
 
 /// The category folder `args` names.
@@ -152,6 +188,7 @@ pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
     if let Some(v) = args.seed {
         training.seed = v;
     }
+    args.border.apply(&mut training);
     let spec = RunSpec {
         data: data.clone(),
         scales: resolve_teachers(&args.scales, &args.teacher)?,
@@ -247,5 +284,47 @@ impl StudentObserver for StudentProgress {
             ));
         }
         ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ust_experiments::schema::STUDENT_BORDER_SETTINGS;
+
+    /// The experiment files' border settings take exactly the values `ust train` parses, and
+    /// their defaults are every preset's own, so a cell that names none trains as `ust train`.
+    #[test]
+    fn experiment_border_settings_match_the_training_presets() {
+        for preset in Preset::ALL {
+            let config = StudentTrainingConfig::preset(preset);
+            let defaults = [
+                config.padding.name(),
+                config.crop_coverage.name(),
+                config.student_sampling.name(),
+            ];
+            for ((key, _, default), preset_value) in STUDENT_BORDER_SETTINGS.iter().zip(defaults) {
+                assert_eq!(default, &preset_value, "{key} in the {preset} preset");
+            }
+        }
+        let [(_, paddings, _), (_, coverages, _), (_, samplings, _)] = STUDENT_BORDER_SETTINGS;
+        let names = |v: Vec<&'static str>| {
+            let mut v = v;
+            v.sort();
+            v
+        };
+        let sorted = |v: &[&'static str]| names(v.to_vec());
+        assert_eq!(
+            sorted(paddings),
+            names(BorderPadding::ALL.iter().map(|m| m.name()).collect())
+        );
+        assert_eq!(
+            sorted(coverages),
+            names(CropCoverage::ALL.iter().map(|m| m.name()).collect())
+        );
+        assert_eq!(
+            sorted(samplings),
+            names(StudentSampling::ALL.iter().map(|m| m.name()).collect())
+        );
     }
 }
