@@ -325,15 +325,20 @@ mod tests {
         seeded_patch_net(PatchNetConfig::new(p), seed).0
     }
 
-    fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
-        let diff = (a - b)
+    /// The largest |a − b| (b broadcast to a's shape).
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        a.broadcast_sub(b)
             .unwrap()
             .abs()
             .unwrap()
             .max_all()
             .unwrap()
             .to_scalar::<f32>()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+        let diff = max_abs_diff(a, b);
         assert!(diff <= tol, "{what}: max abs difference {diff} > {tol}");
     }
 
@@ -574,15 +579,7 @@ mod tests {
             )
             .extract(&image)
             .unwrap();
-            let centre = out.i((.., .., 10..11, 9..10)).unwrap();
-            out.broadcast_sub(&centre)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
+            max_abs_diff(&out, &out.i((.., .., 10..11, 9..10)).unwrap())
         };
         assert!(spread(BorderPadding::Replicate) < 1e-4);
         assert!(spread(BorderPadding::Reflect) < 1e-4);
