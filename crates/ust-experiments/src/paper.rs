@@ -186,7 +186,10 @@ pub fn deviations(d: &DeviationInputs<'_>) -> Vec<String> {
                 .map_or("?", |(_, v)| v.as_str())
         };
         out.push(format!(
-            "Image border (the paper does not say): students train and score with `{}` padding              of the image (teacher targets included), `{}` crop coverage and `{}` image order              and crops (`[students].padding`, `crop_coverage`, `student_sampling`;              crates/ust-detector/README.md measures them).",
+            "Image border (the paper does not say): students train and score with `{}` padding \
+             of the image (teacher targets included), `{}` crop coverage and `{}` image order \
+             and crops (`[students].padding`, `crop_coverage`, `student_sampling`; \
+             crates/ust-detector/README.md measures them).",
             value("padding"),
             value("crop_coverage"),
             value("student_sampling")

@@ -16,6 +16,9 @@
 //! scales = [17, 33, 65]
 //! teachers = []               # one file per scale; default: the shipped teachers
 //! score = "e+v"               # e+v (METHOD.md §6) | e | v: the anomaly score's terms
+//! padding = "replicate"         # zeros | replicate | reflect: the image border's extension
+//! crop_coverage = "uniform"     # uniform | inside: where training crops may lie
+//! student_sampling = "per-student"  # per-student | shared: the students' draws
 //!
 //! [dense_baselines]           # table1
 //! methods = ["knn", "kmeans", "ocsvm", "pca", "ae", "vae"]

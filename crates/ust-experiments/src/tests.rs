@@ -639,6 +639,17 @@ fn an_ablated_score_is_its_own_cell_and_evaluates_with_its_terms() {
         ))
         .unwrap();
     assert_eq!(defaults.jobs[0].hash, paper.jobs[0].hash);
+    let md = render_markdown(
+        &defaults,
+        &RunResults::new(meta(&defaults), &defaults, vec![]),
+    );
+    assert!(
+        md.contains(
+            "with `replicate` padding of the image (teacher targets included), `uniform` crop \
+             coverage and `per-student` image order and crops"
+        ),
+        "{md}"
+    );
     for (setting, flag, value) in [
         ("padding", "--padding", "zeros"),
         ("padding", "--padding", "reflect"),
