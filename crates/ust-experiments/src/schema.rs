@@ -167,12 +167,16 @@ impl StudentsSection {
         self.score.as_deref().filter(|t| *t != "e+v")
     }
 
+    /// The border settings as written in the file, in [`STUDENT_BORDER_SETTINGS`]' order.
+    fn border_given(&self) -> [&Option<String>; 3] {
+        [&self.padding, &self.crop_coverage, &self.student_sampling]
+    }
+
     /// The border settings, given or default, in [`STUDENT_BORDER_SETTINGS`]' order.
     pub fn border(&self) -> Vec<(String, String)> {
-        let given = [&self.padding, &self.crop_coverage, &self.student_sampling];
         STUDENT_BORDER_SETTINGS
             .iter()
-            .zip(given)
+            .zip(self.border_given())
             .map(|(&(key, _, default), v)| {
                 (key.to_string(), v.clone().unwrap_or_else(|| default.into()))
             })
@@ -405,8 +409,7 @@ impl Experiment {
                     SCORE_TERMS.join(", ")
                 )));
             }
-            let given = [&s.padding, &s.crop_coverage, &s.student_sampling];
-            for ((key, values, _), v) in STUDENT_BORDER_SETTINGS.iter().zip(given) {
+            for ((key, values, _), v) in STUDENT_BORDER_SETTINGS.iter().zip(s.border_given()) {
                 if let Some(v) = v
                     && !values.contains(&v.as_str())
                 {

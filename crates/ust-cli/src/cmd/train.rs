@@ -307,24 +307,18 @@ mod tests {
                 assert_eq!(default, &preset_value, "{key} in the {preset} preset");
             }
         }
-        let [(_, paddings, _), (_, coverages, _), (_, samplings, _)] = STUDENT_BORDER_SETTINGS;
-        let names = |v: Vec<&'static str>| {
-            let mut v = v;
+        let sorted = |mut v: Vec<&'static str>| {
             v.sort();
             v
         };
-        let sorted = |v: &[&'static str]| names(v.to_vec());
-        assert_eq!(
-            sorted(paddings),
-            names(BorderPadding::ALL.iter().map(|m| m.name()).collect())
-        );
-        assert_eq!(
-            sorted(coverages),
-            names(CropCoverage::ALL.iter().map(|m| m.name()).collect())
-        );
-        assert_eq!(
-            sorted(samplings),
-            names(StudentSampling::ALL.iter().map(|m| m.name()).collect())
-        );
+        let [(_, paddings, _), (_, coverages, _), (_, samplings, _)] = STUDENT_BORDER_SETTINGS;
+        let parsed = [
+            BorderPadding::ALL.iter().map(|m| m.name()).collect(),
+            CropCoverage::ALL.iter().map(|m| m.name()).collect(),
+            StudentSampling::ALL.iter().map(|m| m.name()).collect(),
+        ];
+        for (listed, parsed) in [paddings, coverages, samplings].into_iter().zip(parsed) {
+            assert_eq!(sorted(listed.to_vec()), sorted(parsed));
+        }
     }
 }
