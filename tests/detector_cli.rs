@@ -531,4 +531,58 @@ fn score_terms_ablation_maps_add_up_to_the_full_score() {
         full["rows"],
         json(&dir.path().join("both/report.json"))["rows"]
     );
+
+    // All three in one evaluation (the networks run once): the main rows and maps are e+v's,
+    // the further rows exactly those of the separate evaluations.
+    run_ok(&mut evaluate("all", &["--score", "e+v,e,v", "--save-maps"]));
+    let all = json(&dir.path().join("all/report.json"));
+    assert_eq!(all["score_terms"], "e+v");
+    assert_eq!(
+        all["rows"],
+        json(&dir.path().join("both/report.json"))["rows"]
+    );
+    assert_eq!(tiff_maps(&dir.path().join("all/maps")), both);
+    let blocks = all["term_rows"].as_array().unwrap();
+    assert_eq!(blocks.len(), 2);
+    for (block, (terms, out)) in blocks.iter().zip([("e", "error"), ("v", "variance")]) {
+        assert_eq!(block["score_terms"], terms);
+        assert_eq!(
+            block["rows"],
+            json(&dir.path().join(out).join("report.json"))["rows"]
+        );
+    }
+    let md = std::fs::read_to_string(dir.path().join("all/report.md")).unwrap();
+    assert!(md.contains("e only (ablation: regression error)"), "{md}");
+    // Interrupted and resumed, the kept scores of all three give the same rows.
+    let stopped = evaluate("all-part", &["--score", "e+v,e,v"])
+        .env("UST_EVALUATE_STOP_AFTER", "2")
+        .output()
+        .unwrap();
+    assert!(!stopped.status.success());
+    run_ok(&mut evaluate("all-part", &["--score", "e+v,e,v"]));
+    let resumed = json(&dir.path().join("all-part/report.json"));
+    assert_eq!(resumed["resumed_images"], 2);
+    assert_eq!(resumed["rows"], all["rows"]);
+    assert_eq!(resumed["term_rows"], all["term_rows"]);
+    // An evaluation without the further terms asked for is not reused; one with them is (only
+    // the rows asked for are taken, in the order asked).
+    let both_dir = dir.path().join("both");
+    run_ok(evaluate("not-taken", &["--score", "e+v,v", "--reuse"]).arg(&both_dir));
+    let not_taken = json(&dir.path().join("not-taken/report.json"));
+    assert!(not_taken.get("rows_from").is_none(), "{not_taken}");
+    assert_eq!(not_taken["term_rows"][0], blocks[1]);
+    let all_dir = dir.path().join("all");
+    run_ok(evaluate("v-taken", &["--score", "e+v,v", "--reuse"]).arg(&all_dir));
+    let taken = json(&dir.path().join("v-taken/report.json"));
+    assert!(taken["rows_from"].is_string(), "{taken}");
+    assert_eq!(taken["rows"], all["rows"]);
+    assert_eq!(taken["term_rows"], serde_json::json!([blocks[1]]));
+    run_ok(evaluate("main-taken", &["--reuse"]).arg(&all_dir));
+    let main_taken = json(&dir.path().join("main-taken/report.json"));
+    assert!(main_taken["rows_from"].is_string(), "{main_taken}");
+    assert!(main_taken.get("term_rows").is_none(), "{main_taken}");
+    // A term named twice is refused.
+    let twice = evaluate("twice", &["--score", "e,e"]).output().unwrap();
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("names e twice"));
 }

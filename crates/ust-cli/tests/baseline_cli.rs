@@ -120,6 +120,7 @@ fn dense_baselines_find_bright_squares_and_report_the_contract() {
                 "preset",
                 "seed",
                 "teacher",
+                "padding",
                 "image_size",
                 "train_images",
                 "train_vectors",
@@ -141,6 +142,8 @@ fn dense_baselines_find_bright_squares_and_report_the_contract() {
         assert_eq!(r["method"], method);
         assert_eq!(r["p"], 17);
         assert_eq!(r["preset"], "smoke");
+        // The students' border by default (the smoke preset's, as cpu's and paper's).
+        assert_eq!(r["padding"], "replicate");
         assert_eq!(r["image_size"], 40);
         assert_eq!(r["train_images"], 6);
         // Smoke cap: 2 000 of the 6 · 40 · 40 = 9 600 training vectors.
@@ -185,6 +188,36 @@ fn dense_baselines_find_bright_squares_and_report_the_contract() {
             assert_eq!(r[key], alone[key], "{method}: {key}");
         }
     }
+    // Another padding: recorded, and other descriptors at the border give other scores.
+    let zeros = dir.path().join("zeros-knn");
+    run_ok(
+        ust()
+            .args(["baseline", "dense", "--data"])
+            .arg(dir.path())
+            .args([
+                "--category",
+                "noise",
+                "--preset",
+                "smoke",
+                "--padding",
+                "zeros",
+            ])
+            .args(["--method", "knn", "--out"])
+            .arg(&zeros)
+            .arg("--teacher")
+            .arg(&teacher),
+    );
+    let (z, r) = (
+        json(&zeros.join("report.json")),
+        json(&dir.path().join("out-knn/report.json")),
+    );
+    assert_eq!(z["padding"], "zeros");
+    assert_ne!(z["pixel_auroc"], r["pixel_auroc"]);
+    assert!(
+        std::fs::read_to_string(zeros.join("report.md"))
+            .unwrap()
+            .contains("zeros padding")
+    );
     // --method and --out pair up.
     let out = ust()
         .args(["baseline", "dense", "--data"])

@@ -612,24 +612,60 @@ impl Detector {
     /// # Shapes
     /// `image` (1, 3, S, S) → per scale S·S scores, row-major
     pub fn scores_per_scale(&self, image: &Tensor) -> Result<Vec<Vec<f32>>> {
-        self.scales
-            .iter()
-            .map(|s| s.anomaly_scores_with(image, self.score_terms))
-            .collect()
+        Ok(self.scores_per_term(image, &[self.score_terms])?.remove(0))
+    }
+
+    /// Every scale's normalised scores under each of `terms` (`[term][scale]`), each scale's
+    /// networks run once for all of them.
+    ///
+    /// # Shapes
+    /// `image` (1, 3, S, S) → per term, per scale S·S scores, row-major
+    pub fn scores_per_term(
+        &self,
+        image: &Tensor,
+        terms: &[ScoreTerms],
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        let mut out = vec![Vec::with_capacity(self.scales.len()); terms.len()];
+        for scale in &self.scales {
+            for (t, map) in scale
+                .anomaly_scores_for(image, terms)?
+                .into_iter()
+                .enumerate()
+            {
+                out[t].push(map);
+            }
+        }
+        Ok(out)
     }
 
     /// Loads an image file, resizes it to the model's size and scores it.
     pub fn predict_file(&self, path: &Path, device: &Device) -> Result<Prediction> {
+        Ok(self
+            .predict_file_terms(path, device, &[self.score_terms])?
+            .remove(0))
+    }
+
+    /// [`Detector::predict_file`] under each of `terms` (one prediction per entry; the
+    /// networks run once).
+    pub fn predict_file_terms(
+        &self,
+        path: &Path,
+        device: &Device,
+        terms: &[ScoreTerms],
+    ) -> Result<Vec<Prediction>> {
         let size = self.image_size();
         let image = load_rgb(path, Some(Size::new(size as u32, size as u32)))?;
         let tensor = image.image.to_tensor(device)?.unsqueeze(0)?;
-        let per_scale = self.scores_per_scale(&tensor)?;
-        Ok(Prediction {
-            model_scores: mean_over_scales(&per_scale),
-            per_scale,
-            model_size: size,
-            image,
-        })
+        Ok(self
+            .scores_per_term(&tensor, terms)?
+            .into_iter()
+            .map(|per_scale| Prediction {
+                model_scores: mean_over_scales(&per_scale),
+                per_scale,
+                model_size: size,
+                image: image.clone(),
+            })
+            .collect())
     }
 
     /// The prediction of an image file from per-scale scores computed earlier by

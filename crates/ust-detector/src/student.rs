@@ -1128,8 +1128,25 @@ impl ScaleModel {
     /// # Shapes
     /// `image` (1, 3, H, W) → H·W scores, row-major
     pub fn anomaly_scores_with(&self, image: &Tensor, terms: ScoreTerms) -> Result<Vec<f32>> {
+        let mut maps = self.anomaly_scores_for(image, &[terms])?;
+        Ok(maps.remove(0))
+    }
+
+    /// The scores under each of `terms` (one map per entry), the networks run once: the
+    /// ablation of the score's terms costs no more than the score itself.
+    ///
+    /// # Shapes
+    /// `image` (1, 3, H, W) → per entry of `terms` H·W scores, row-major
+    pub fn anomaly_scores_for(
+        &self,
+        image: &Tensor,
+        terms: &[ScoreTerms],
+    ) -> Result<Vec<Vec<f32>>> {
         let (e, v) = raw_scores(&self.teacher, &self.students, &self.mean, &self.std, image)?;
-        Ok(self.calibration.score_terms(terms, &e, &v))
+        Ok(terms
+            .iter()
+            .map(|&t| self.calibration.score_terms(t, &e, &v))
+            .collect())
     }
 }
 

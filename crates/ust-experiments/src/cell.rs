@@ -130,6 +130,11 @@ pub fn row_key(name: &str) -> String {
     }
 }
 
+/// The key of a row under further score terms: `e: p=33`, `v: multi-scale`.
+pub fn term_row_key(terms: &str, name: &str) -> String {
+    format!("{terms}: {}", row_key(name))
+}
+
 fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
@@ -173,6 +178,37 @@ pub fn parse_figures(kind: JobKind, report: &Value, path: &Path) -> Result<Figur
             }
             if out.is_empty() {
                 return Err(bad("\"rows\" is empty".into()));
+            }
+            // Rows of further score terms (`ust evaluate --score e+v,e,v`) as "e: p=33".
+            for block in report
+                .get("term_rows")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let terms = block
+                    .get("score_terms")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("term rows without score_terms".into()))?;
+                for r in block
+                    .get("rows")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let name = r
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad("a row without a name".into()))?;
+                    out.push(ScoreRow {
+                        name: term_row_key(terms, name),
+                        au_pro: num(r, "au_pro")
+                            .ok_or_else(|| bad(format!("row {terms} {name}: no au_pro")))?,
+                        pixel_auroc: num(r, "pixel_auroc")
+                            .ok_or_else(|| bad(format!("row {terms} {name}: no pixel_auroc")))?,
+                        image_auroc: num(r, "image_auroc"),
+                    });
+                }
             }
             let training_s = report
                 .get("training")

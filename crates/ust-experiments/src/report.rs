@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{CellResult, CellStatus, Figures};
+use crate::cell::{CellResult, CellStatus, Figures, term_row_key};
 use crate::paper;
 use crate::resolve::{JobKind, Plan, Task, TeacherSource};
 use crate::schema::TableKind;
@@ -241,15 +241,28 @@ impl Metric {
     }
 }
 
-/// Table 1 (or 3) as categories × methods, with mean rows and the paper's numbers.
-fn mvtec_table(plan: &Plan, results: &RunResults, metric: Metric, with_paper: bool) -> String {
-    let keys = student_keys(plan);
-    let methods: Vec<String> = plan
-        .experiment
-        .dense_baselines
-        .as_ref()
-        .map(|d| d.methods.clone())
-        .unwrap_or_default();
+/// Table 1 (or 3) as categories × methods, with mean rows and the paper's numbers; with
+/// `terms` (one of `[students].also_score`) the students' rows under those score terms alone.
+fn mvtec_table(
+    plan: &Plan,
+    results: &RunResults,
+    metric: Metric,
+    with_paper: bool,
+    terms: Option<&str>,
+) -> String {
+    let keys: Vec<String> = student_keys(plan)
+        .into_iter()
+        .map(|k| terms.map_or(k.clone(), |t| term_row_key(t, &k)))
+        .collect();
+    let methods: Vec<String> = match terms {
+        Some(_) => Vec::new(),
+        None => plan
+            .experiment
+            .dense_baselines
+            .as_ref()
+            .map(|d| d.methods.clone())
+            .unwrap_or_default(),
+    };
     let table3 = plan.table() == TableKind::Table3;
     let real: Vec<&String> = plan
         .categories
@@ -494,12 +507,25 @@ pub fn render_markdown(plan: &Plan, results: &RunResults) -> String {
     match e.table {
         TableKind::Table1 | TableKind::Table3 => {
             let _ = writeln!(s, "## {}\n", e.table.title());
-            s.push_str(&mvtec_table(plan, results, Metric::AuPro, true));
+            s.push_str(&mvtec_table(plan, results, Metric::AuPro, true, None));
             let _ = writeln!(s, "\n{notes}\n");
             for metric in [Metric::PixelAuroc, Metric::ImageAuroc] {
                 let _ = writeln!(s, "### Also measured: {}\n", metric.name());
-                s.push_str(&mvtec_table(plan, results, metric, false));
+                s.push_str(&mvtec_table(plan, results, metric, false, None));
                 s.push('\n');
+            }
+            let also = e.students.as_ref().map(|st| st.also_score.clone());
+            for terms in also.unwrap_or_default() {
+                for metric in [Metric::AuPro, Metric::PixelAuroc] {
+                    let _ = writeln!(
+                        s,
+                        "### The students' score terms {terms} alone (the same networks' \
+                         outputs): {}\n",
+                        metric.name()
+                    );
+                    s.push_str(&mvtec_table(plan, results, metric, false, Some(&terms)));
+                    s.push('\n');
+                }
             }
         }
         TableKind::Table2 => {

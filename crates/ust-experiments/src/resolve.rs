@@ -81,6 +81,9 @@ pub enum Task {
         /// `--score` of the evaluation when not the paper's `e+v`.
         #[serde(skip_serializing_if = "Option::is_none")]
         score: Option<String>,
+        /// Further score terms evaluated beside (`[students].also_score`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        also_score: Vec<String>,
         /// The border settings of the training (key, value), see
         /// [`crate::schema::STUDENT_BORDER_SETTINGS`].
         border: Vec<(String, String)>,
@@ -93,6 +96,8 @@ pub enum Task {
         teacher: PathBuf,
         preset: String,
         seed: u64,
+        /// `--padding` of the teacher's descriptors.
+        padding: String,
     },
     OneClass {
         dataset: String,
@@ -240,6 +245,7 @@ impl Job {
                 preset,
                 seed,
                 score,
+                also_score,
                 border,
             } => {
                 let model = cell.join(MODEL_DIR);
@@ -286,8 +292,10 @@ impl Job {
                     "--out".into(),
                     s(&cell),
                 ];
-                if let Some(t) = score {
-                    evaluate.extend(["--score".into(), t.clone()]);
+                if score.is_some() || !also_score.is_empty() {
+                    let mut terms = vec![score.clone().unwrap_or_else(|| "e+v".into())];
+                    terms.extend(also_score.iter().cloned());
+                    evaluate.extend(["--score".into(), terms.join(",")]);
                 }
                 // The other cells' evaluations: one of identical scale files gives the rows.
                 for other in others.iter().filter_map(|m| m.parent()) {
@@ -356,9 +364,10 @@ impl Job {
                 teacher,
                 preset,
                 seed,
+                padding,
                 ..
             } => Some(format!(
-                "{}|{category}|{p}|{}|{preset}|{seed}",
+                "{}|{category}|{p}|{}|{preset}|{seed}|{padding}",
                 data.display(),
                 teacher.display()
             )),
@@ -381,6 +390,7 @@ impl Job {
             teacher,
             preset,
             seed,
+            padding,
             ..
         } = &jobs[0].task
         else {
@@ -417,6 +427,8 @@ impl Job {
             preset.clone(),
             "--seed".into(),
             seed.to_string(),
+            "--padding".into(),
+            padding.clone(),
         ]);
         vec![Step {
             args,
@@ -649,6 +661,9 @@ impl Plan {
                         if let Some(t) = score {
                             config["score"] = json!(t);
                         }
+                        if !st.also_score.is_empty() {
+                            config["also_score"] = json!(st.also_score);
+                        }
                         config["border"] = Value::Object(border_value.clone());
                         push(
                             &mut jobs,
@@ -663,6 +678,7 @@ impl Plan {
                                 preset: preset.clone(),
                                 seed,
                                 score: score.map(str::to_string),
+                                also_score: st.also_score.clone(),
                                 border: border.clone(),
                             },
                             vec![root.clone()],
@@ -673,6 +689,7 @@ impl Plan {
             if let Some(d) = &experiment.dense_baselines {
                 let teacher = teacher_for(d.p, d.teacher.as_ref())?;
                 let print = fingerprint(&teacher)?;
+                let padding = d.padding();
                 for method in &d.methods {
                     for c in &categories {
                         for &seed in &experiment.seeds {
@@ -682,7 +699,7 @@ impl Plan {
                                 JobKind::DenseBaseline,
                                 json!({"data": root_value, "category": c, "method": method,
                                        "p": d.p, "teacher": print, "preset": preset,
-                                       "seed": seed}),
+                                       "seed": seed, "padding": padding}),
                                 Task::DenseBaseline {
                                     data: root.clone(),
                                     category: c.clone(),
@@ -691,6 +708,7 @@ impl Plan {
                                     teacher: teacher.clone(),
                                     preset: preset.clone(),
                                     seed,
+                                    padding: padding.clone(),
                                 },
                                 vec![root.clone()],
                             );

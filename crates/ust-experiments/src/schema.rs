@@ -16,6 +16,7 @@
 //! scales = [17, 33, 65]
 //! teachers = []               # one file per scale; default: the shipped teachers
 //! score = "e+v"               # e+v (METHOD.md §6) | e | v: the anomaly score's terms
+//! also_score = ["e", "v"]      # further score terms, evaluated on the same outputs
 //! padding = "replicate"         # zeros | replicate | reflect: the image border's extension
 //! crop_coverage = "uniform"     # uniform | inside: where training crops may lie
 //! student_sampling = "per-student"  # per-student | shared: the students' draws
@@ -24,6 +25,7 @@
 //! methods = ["knn", "kmeans", "ocsvm", "pca", "ae", "vae"]
 //! p = 65
 //! teacher = "..."             # default: the shipped teacher for p
+//! padding = "replicate"       # zeros | replicate | reflect (default: the students')
 //!
 //! [[teachers]]                # table2: teacher variants (a file, or a config to train)
 //! name = "kc"
@@ -131,6 +133,10 @@ pub struct StudentsSection {
     /// or as an ablation `e` or `v` alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<String>,
+    /// Further score terms evaluated beside `score` on the same networks' outputs (`ust
+    /// evaluate --score e+v,e,v`), each with its own tables in the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_score: Vec<String>,
     /// Border extension (`ust train --padding`): zeros, replicate or reflect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub padding: Option<String>,
@@ -167,6 +173,13 @@ impl StudentsSection {
         self.score.as_deref().filter(|t| *t != "e+v")
     }
 
+    /// Every score term evaluated: `score` (or `e+v`), then `also_score`.
+    pub fn all_scores(&self) -> Vec<String> {
+        let mut all = vec![self.score.clone().unwrap_or_else(|| SCORE_TERMS[0].into())];
+        all.extend(self.also_score.iter().cloned());
+        all
+    }
+
     /// The border settings as written in the file, in [`STUDENT_BORDER_SETTINGS`]' order.
     fn border_given(&self) -> [&Option<String>; 3] {
         [&self.padding, &self.crop_coverage, &self.student_sampling]
@@ -192,6 +205,19 @@ pub struct DenseBaselinesSection {
     pub p: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<String>,
+    /// Border extension of the teacher's descriptors (`ust baseline dense --padding`): the
+    /// students' values and default, so a baseline and the students it is compared with see
+    /// the same descriptors at the border.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<String>,
+}
+
+impl DenseBaselinesSection {
+    /// The padding, given or the students' default.
+    pub fn padding(&self) -> String {
+        let (_, _, default) = STUDENT_BORDER_SETTINGS[0];
+        self.padding.clone().unwrap_or_else(|| default.into())
+    }
 }
 
 fn default_p() -> usize {
@@ -409,6 +435,21 @@ impl Experiment {
                     SCORE_TERMS.join(", ")
                 )));
             }
+            let all = s.all_scores();
+            for (i, t) in all.iter().enumerate() {
+                if !SCORE_TERMS.contains(&t.as_str()) {
+                    return Err(bad(format!(
+                        "[students].also_score names {t:?}; expected one of {}",
+                        SCORE_TERMS.join(", ")
+                    )));
+                }
+                if all[..i].contains(t) {
+                    return Err(bad(format!(
+                        "[students].also_score repeats {t:?} (score and also_score name each \
+                         choice once)"
+                    )));
+                }
+            }
             for ((key, values, _), v) in STUDENT_BORDER_SETTINGS.iter().zip(s.border_given()) {
                 if let Some(v) = v
                     && !values.contains(&v.as_str())
@@ -432,6 +473,15 @@ impl Experiment {
             check_methods(&d.methods, &BASELINE_METHODS, "[dense_baselines].methods")
                 .map_err(bad)?;
             check_scales(&[d.p], "[dense_baselines].p").map_err(bad)?;
+            let (_, paddings, _) = STUDENT_BORDER_SETTINGS[0];
+            if let Some(v) = &d.padding
+                && !paddings.contains(&v.as_str())
+            {
+                return Err(bad(format!(
+                    "[dense_baselines].padding = {v:?}: expected one of {}",
+                    paddings.join(", ")
+                )));
+            }
         }
         let mut teachers = Vec::new();
         for t in &file.teachers {

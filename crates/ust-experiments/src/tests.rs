@@ -301,6 +301,26 @@ fn table1_jobs_expand_in_a_stable_order_with_distinct_cells() {
     assert_eq!(&args[..2], ["baseline", "dense"]);
     assert!(args.windows(2).any(|w| w == ["--method", "ae"]));
     assert!(args.windows(2).any(|w| w == ["--p", "65"]));
+    // The baselines see the students' border: replicate unless the file says otherwise.
+    assert!(args.windows(2).any(|w| w == ["--padding", "replicate"]));
+    let zeros = f
+        .plan(&text.replace("methods = [", "padding = \"zeros\"\nmethods = ["))
+        .unwrap();
+    let z = &zeros.jobs[8];
+    assert_eq!(z.name, d.name);
+    assert_ne!(z.hash, d.hash, "the padding is part of a baseline cell");
+    assert_eq!(
+        zeros.jobs[0].hash, plan.jobs[0].hash,
+        "students cells unchanged"
+    );
+    assert_ne!(z.shared_descriptors_key(), d.shared_descriptors_key());
+    let zargs = &z.steps(cells_dir, false)[0].args;
+    assert!(zargs.windows(2).any(|w| w == ["--padding", "zeros"]));
+    let msg = err_of(f.plan(&text.replace("methods = [", "padding = \"edge\"\nmethods = [")));
+    assert!(
+        msg.contains("[dense_baselines].padding") && msg.contains("zeros, replicate, reflect"),
+        "{msg}"
+    );
     // --only keeps the order.
     let only: Vec<&str> = plan
         .select(&["knn/b".into(), "students/a/seed0".into()])
@@ -630,6 +650,60 @@ fn an_ablated_score_is_its_own_cell_and_evaluates_with_its_terms() {
         msg.contains("[students].score") && msg.contains("e+v, e, v"),
         "{msg}"
     );
+    // Further terms on the same outputs: one evaluation `--score e+v,e,v`, its own cell (the
+    // report has more rows), the same training, and a table per further term in the report.
+    let also = f.plan(&text("also_score = [\"e\", \"v\"]\n")).unwrap();
+    assert_ne!(also.jobs[0].hash, paper.jobs[0].hash);
+    assert_eq!(
+        also.jobs[0].config["also_score"],
+        serde_json::json!(["e", "v"])
+    );
+    let eval = args(&also);
+    assert!(
+        eval.windows(2).any(|w| w == ["--score", "e+v,e,v"]),
+        "{eval:?}"
+    );
+    let v_first = f
+        .plan(&text("score = \"v\"\nalso_score = [\"e+v\"]\n"))
+        .unwrap();
+    assert!(args(&v_first).windows(2).any(|w| w == ["--score", "v,e+v"]));
+    let report = serde_json::json!({
+        "rows": [{"name": "p=17", "au_pro": 0.9, "pixel_auroc": 0.95, "image_auroc": 1.0},
+                 {"name": "multi-scale (17+33)", "au_pro": 0.91, "pixel_auroc": 0.96}],
+        "term_rows": [
+            {"score_terms": "e", "rows": [
+                {"name": "p=17", "au_pro": 0.7, "pixel_auroc": 0.85},
+                {"name": "multi-scale (17+33)", "au_pro": 0.75, "pixel_auroc": 0.86}]},
+            {"score_terms": "v", "rows": [
+                {"name": "p=17", "au_pro": 0.6, "pixel_auroc": 0.55}]}]
+    });
+    let figures =
+        crate::cell::parse_figures(JobKind::Students, &report, Path::new("r.json")).unwrap();
+    assert_eq!(figures.row("multi-scale").unwrap().au_pro, 0.91);
+    assert_eq!(figures.row("e: p=17").unwrap().au_pro, 0.7);
+    assert_eq!(figures.row("e: multi-scale").unwrap().pixel_auroc, 0.86);
+    assert_eq!(figures.row("v: p=17").unwrap().au_pro, 0.6);
+    let results = RunResults::new(
+        meta(&also),
+        &also,
+        vec![done("a", JobKind::Students, figures)],
+    );
+    let md = render_markdown(&also, &results);
+    for want in [
+        "score terms e alone (the same networks' outputs): AU-PRO",
+        "| e: p=17 | e: p=33 | e: multi-scale |",
+        "| `a` | 0.700 | – | 0.750 |",
+        "| `a` | 0.600 | – | – |",
+    ] {
+        assert!(md.contains(want), "{want}\n{md}");
+    }
+    for (bad, want) in [
+        ("also_score = [\"x\"]\n", "also_score names \"x\""),
+        ("also_score = [\"e+v\"]\n", "also_score repeats \"e+v\""),
+    ] {
+        let msg = err_of(f.plan(&text(bad)));
+        assert!(msg.contains(want), "{msg}");
+    }
     // The border settings: each its own cell and `ust train` flag; the defaults named
     // explicitly are the same cell; an unknown value is refused with the choices.
     let defaults = f

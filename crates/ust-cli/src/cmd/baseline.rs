@@ -10,7 +10,9 @@
 //! chosen so that every method sees the space the students regress); a seeded subset of at
 //! most `max_train_vectors` descriptor vectors (`ust_baselines::subsample_indices` over the
 //! concatenation of all pixels of all images) is fitted; test descriptors are standardised
-//! with the same μ, σ.
+//! with the same μ, σ. The image border is extended as the students' (`--padding`, default
+//! the preset's, `replicate`), so a baseline and the students are compared on the same
+//! descriptors.
 //!
 //! Presets (caps on training images / training vectors per method):
 //!
@@ -41,7 +43,7 @@ use ust_data::{LoadedImage, MvtecCategory, Size};
 use ust_detector::student::MIN_TARGET_STD;
 use ust_detector::{Device, Prediction, StudentTrainingConfig, find_default_teacher};
 use ust_metrics::{ImageReducer, SegmentationEvaluator};
-use ust_models::{DenseConfig, DenseExtractor};
+use ust_models::{BorderPadding, DenseConfig, DenseExtractor};
 
 use super::bench::peak_rss_mib;
 use super::evaluate::push_map;
@@ -107,6 +109,10 @@ pub struct DenseArgs {
     /// The report folder (report.json, report.md) of each --method, in the same order.
     #[arg(long, required = true)]
     pub out: Vec<PathBuf>,
+    /// Border extension of the teacher's descriptors: zeros, replicate or reflect [default:
+    /// the preset's, as the students'].
+    #[arg(long)]
+    pub padding: Option<BorderPadding>,
 }
 
 /// Caps of one preset.
@@ -167,6 +173,8 @@ pub struct DenseBaselineReport {
     pub preset: String,
     pub seed: u64,
     pub teacher: String,
+    /// Border extension of the teacher's descriptors.
+    pub padding: String,
     pub image_size: usize,
     pub train_images: usize,
     pub train_vectors: usize,
@@ -284,7 +292,16 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
     let (teacher_path, p) = resolve_teacher(args.teacher.as_deref(), args.p, 65)?;
     let teacher_net = ust_detector::load_teacher(&teacher_path, &device)
         .with_context(|| format!("loading the teacher {}", teacher_path.display()))?;
-    let teacher = DenseExtractor::new(teacher_net.detach(), DenseConfig::default());
+    let padding = args
+        .padding
+        .unwrap_or(StudentTrainingConfig::preset(args.preset.into()).padding);
+    let teacher = DenseExtractor::new(
+        teacher_net.detach(),
+        DenseConfig {
+            padding,
+            ..DenseConfig::default()
+        },
+    );
     let d = teacher.net().descriptor_dim();
     // The image side and the training images depend on the preset alone; the vector caps
     // on the method.
@@ -415,6 +432,7 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
             preset: ust_detector::Preset::from(args.preset).to_string(),
             seed: args.seed,
             teacher: teacher_path.display().to_string(),
+            padding: padding.name().to_string(),
             image_size: s,
             train_images: train_paths.len(),
             train_vectors: train_vectors[i],
@@ -449,8 +467,8 @@ fn fmt_opt(v: Option<f64>) -> String {
 pub fn dense_markdown(r: &DenseBaselineReport) -> String {
     format!(
         "# Dense baseline: {method} on {category}\n\n\
-         - data: `{data}`; teacher `{teacher}` (p = {p}); preset {preset}, images at {s}×{s}, \
-         seed {seed}\n\
+         - data: `{data}`; teacher `{teacher}` (p = {p}, {padding} padding); preset {preset}, \
+         images at {s}×{s}, seed {seed}\n\
          - fitted on {tv} descriptor vectors of {ti} training images; {te} test images\n\
          - fit {fit:.1} s, scoring + evaluation of the test images {score:.1} s; teacher \
          descriptors {extract:.1} s and total {total:.1} s{shared}{rss}\n\n\
@@ -461,6 +479,7 @@ pub fn dense_markdown(r: &DenseBaselineReport) -> String {
         data = r.data,
         teacher = r.teacher,
         p = r.p,
+        padding = r.padding,
         preset = r.preset,
         s = r.image_size,
         seed = r.seed,

@@ -118,7 +118,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         save_maps: true,
         images: true,
         reuse: Vec::new(),
-        score: ust_detector::ScoreTerms::Both,
+        score: vec![ust_detector::ScoreTerms::Both],
     })?;
     let best = report.rows.last().context("the evaluation has no rows")?;
     println!("{}", super::evaluate::markdown(&report));

@@ -64,8 +64,29 @@ pub struct EvaluateArgs {
     pub reuse: Vec<PathBuf>,
     /// The terms of the anomaly score: e+v (METHOD.md §6), or as an ablation e (regression
     /// error only) or v (predictive variance only), each normalised on the validation images.
-    #[arg(long, default_value = "e+v")]
-    pub score: ScoreTerms,
+    /// Several, comma-separated (`e+v,e,v`): the first gives the report's rows, the maps and
+    /// the images, each other one its own rows (`term_rows`); the networks run once.
+    #[arg(long, value_delimiter = ',', default_value = "e+v")]
+    pub score: Vec<ScoreTerms>,
+}
+
+impl EvaluateArgs {
+    /// The score terms of the main rows (the first of `--score`).
+    pub fn main_terms(&self) -> ScoreTerms {
+        self.score.first().copied().unwrap_or_default()
+    }
+
+    /// The other score terms of `--score`, each evaluated beside the main rows.
+    pub fn other_terms(&self) -> &[ScoreTerms] {
+        self.score.get(1..).unwrap_or_default()
+    }
+}
+
+/// The rows of one more choice of score terms (`--score e+v,e,v`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TermRows {
+    pub score_terms: ScoreTerms,
+    pub rows: Vec<ScoreRow>,
 }
 
 /// One row of the report: one scale, or the mean of several.
@@ -93,6 +114,9 @@ pub struct EvaluationReport {
     pub defect_regions: usize,
     /// Per scale, then "multi-scale" when there are several.
     pub rows: Vec<ScoreRow>,
+    /// The same rows under each further choice of score terms, in the order of `--score`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub term_rows: Vec<TermRows>,
     /// Wall-clock seconds predicting the test images (all scales), and per image scored by
     /// this invocation.
     pub predict_s: f64,
@@ -126,9 +150,15 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
 /// Predicts, evaluates and writes the report; returns it with the report folder.
 pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let device = Device::Cpu;
+    for (i, t) in args.score.iter().enumerate() {
+        if args.score[..i].contains(t) {
+            anyhow::bail!("--score names {t} twice");
+        }
+    }
     let mut detector = Detector::load(&args.run_dir, args.scales.as_deref(), &device)
         .with_context(|| format!("loading {}", args.run_dir.display()))?;
-    detector.score_terms = args.score;
+    detector.score_terms = args.main_terms();
+    let terms = &args.score;
     let data = match &args.data {
         Some(d) => category_dir(d, args.category.as_deref())?,
         None => detector.spec.data.clone(),
@@ -162,7 +192,8 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let scales = detector.patch_sizes();
     let multi = scales.len() > 1;
     let n_eval = scales.len() + usize::from(multi);
-    let mut evaluators = (0..n_eval)
+    // n_eval evaluators per choice of score terms, the main one first.
+    let mut evaluators = (0..n_eval * terms.len())
         .map(|_| SegmentationEvaluator::new(args.fpr_limit, args.reducer))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let (quantiles, _) = thresholds(&detector, &args.run_dir, None, None)?;
@@ -177,7 +208,8 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let mut partial = PartialMaps::open(&out, &detector, &args.run_dir, samples)?;
+    let mut partial =
+        PartialMaps::open(&out, &detector, args.other_terms(), &args.run_dir, samples)?;
     // For the tests of resumption: stop (with an error) after scoring this many images.
     let stop_after = std::env::var(STOP_AFTER_ENV)
         .ok()
@@ -186,40 +218,64 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let started = Instant::now();
     let mut regions = 0usize;
     for (index, sample) in samples.iter().enumerate() {
-        let prediction = match partial.get(index)? {
-            Some(per_scale) => detector
-                .prediction_from_scores(&sample.path, per_scale)
-                .with_context(|| format!("reloading the scores of {}", sample.path.display()))?,
+        // One prediction per choice of score terms; kept as their maps one after another.
+        let predictions = match partial.get(index)? {
+            Some(stored) => {
+                let mut stored = stored.into_iter();
+                let mut predictions = Vec::with_capacity(terms.len());
+                for _ in terms {
+                    let per_scale: Vec<Vec<f32>> = stored.by_ref().take(scales.len()).collect();
+                    predictions.push(
+                        detector
+                            .prediction_from_scores(&sample.path, per_scale)
+                            .with_context(|| {
+                                format!("reloading the scores of {}", sample.path.display())
+                            })?,
+                    );
+                }
+                predictions
+            }
             None => {
-                let p = detector
-                    .predict_file(&sample.path, &device)
+                let predictions = detector
+                    .predict_file_terms(&sample.path, &device, terms)
                     .with_context(|| format!("scoring {}", sample.path.display()))?;
-                partial.put(index, &p.per_scale)?;
+                let kept: Vec<Vec<f32>> = predictions
+                    .iter()
+                    .flat_map(|p| p.per_scale.iter().cloned())
+                    .collect();
+                partial.put(index, &kept)?;
                 scored += 1;
                 if stop_after.is_some_and(|n| scored >= n) {
                     anyhow::bail!("stopped after scoring {scored} images ({STOP_AFTER_ENV})");
                 }
-                p
+                predictions
             }
         };
         let mask = match &sample.mask_path {
             Some(_) => Some(sample.load_mask()?),
             None => None,
         };
-        let mut maps = Vec::with_capacity(n_eval);
-        for s in &prediction.per_scale {
-            maps.push(original_size_map(&prediction, s)?);
+        let mut combined = None;
+        for (prediction, block) in predictions.iter().zip(evaluators.chunks_mut(n_eval)) {
+            let mut maps = Vec::with_capacity(n_eval);
+            for s in &prediction.per_scale {
+                maps.push(original_size_map(prediction, s)?);
+            }
+            if multi {
+                maps.push(original_size_map(
+                    prediction,
+                    &mean_over_scales(&prediction.per_scale),
+                )?);
+            }
+            for (evaluator, map) in block.iter_mut().zip(&maps) {
+                push_map(evaluator, map, mask.as_ref(), sample)?;
+            }
+            // The maps and images show the main score terms'.
+            if combined.is_none() {
+                combined = maps.pop();
+            }
         }
-        if multi {
-            maps.push(original_size_map(
-                &prediction,
-                &mean_over_scales(&prediction.per_scale),
-            )?);
-        }
-        for (evaluator, map) in evaluators.iter_mut().zip(&maps) {
-            push_map(evaluator, map, mask.as_ref(), sample)?;
-        }
-        let combined = maps.last().expect("at least one scale");
+        let combined = combined.as_ref().expect("at least one scale");
         let rel = PathBuf::from(&sample.defect_type).join(sample.name());
         if args.save_maps {
             let base = out
@@ -242,7 +298,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     }
     let mut rows = Vec::new();
     let mut curves = Vec::new();
-    for (i, evaluator) in evaluators.into_iter().enumerate() {
+    let mut term_rows: Vec<TermRows> = Vec::new();
+    for (k, evaluator) in evaluators.into_iter().enumerate() {
+        let (block, i) = (k / n_eval, k % n_eval);
         let name = if i < scales.len() {
             format!("p={}", scales[i])
         } else {
@@ -256,6 +314,16 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
             )
         };
         let scores = evaluator.finish()?;
+        if block > 0 {
+            if i == 0 {
+                term_rows.push(TermRows {
+                    score_terms: terms[block],
+                    rows: Vec::new(),
+                });
+            }
+            term_rows[block - 1].rows.push(row(name, &scores));
+            continue;
+        }
         if i == 0 {
             regions = scores.n_regions;
         }
@@ -266,6 +334,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         predict_s,
         seconds_per_image: predict_s / (samples.len() - resumed_images).max(1) as f64,
         resumed_images,
+        term_rows,
         ..EvaluationReport::new(
             args,
             &detector,
@@ -309,19 +378,35 @@ fn report_from(
 ) -> EvaluationReport {
     let scales = detector.patch_sizes();
     let other = reused.report;
-    let rows = other
-        .rows
-        .into_iter()
-        .filter(|r| {
-            if r.name.starts_with("multi-scale") {
-                scales.len() > 1
-            } else {
-                scales.iter().any(|p| r.name == format!("p={p}"))
-            }
+    let ours = |rows: Vec<ScoreRow>| -> Vec<ScoreRow> {
+        rows.into_iter()
+            .filter(|r| {
+                if r.name.starts_with("multi-scale") {
+                    scales.len() > 1
+                } else {
+                    scales.iter().any(|p| r.name == format!("p={p}"))
+                }
+            })
+            .collect()
+    };
+    let rows = ours(other.rows);
+    // The further terms asked for, in the order asked (the match made sure each is there).
+    let mut theirs = other.term_rows;
+    let term_rows = args
+        .other_terms()
+        .iter()
+        .filter_map(|&want| {
+            let i = theirs.iter().position(|t| t.score_terms == want)?;
+            let t = theirs.swap_remove(i);
+            Some(TermRows {
+                score_terms: t.score_terms,
+                rows: ours(t.rows),
+            })
         })
         .collect();
     EvaluationReport {
         rows_from: Some(reused.from.display().to_string()),
+        term_rows,
         ..EvaluationReport::new(
             args,
             detector,
@@ -356,6 +441,7 @@ impl EvaluationReport {
             test_images,
             defect_regions,
             rows,
+            term_rows: Vec::new(),
             predict_s: 0.0,
             seconds_per_image: 0.0,
             resumed_images: 0,
@@ -420,14 +506,26 @@ pub fn markdown(r: &EvaluationReport) -> String {
         prediction,
         resumed + &rss
     );
-    s.push_str("| scores | AU-PRO | pixel AUROC | image AUROC |\n|---|---|---|---|\n");
-    for row in &r.rows {
+    let rows_table = |rows: &[ScoreRow]| {
+        let mut s =
+            String::from("| scores | AU-PRO | pixel AUROC | image AUROC |\n|---|---|---|---|\n");
+        for row in rows {
+            s.push_str(&format!(
+                "| {} | {:.4} | {:.4} | {} |\n",
+                row.name,
+                row.au_pro,
+                row.pixel_auroc,
+                fmt_opt(row.image_auroc)
+            ));
+        }
+        s
+    };
+    s.push_str(&rows_table(&r.rows));
+    for t in &r.term_rows {
         s.push_str(&format!(
-            "| {} | {:.4} | {:.4} | {} |\n",
-            row.name,
-            row.au_pro,
-            row.pixel_auroc,
-            fmt_opt(row.image_auroc)
+            "\nAnomaly score terms {} (the same networks' outputs):\n\n{}",
+            score_terms_text(t.score_terms),
+            rows_table(&t.rows)
         ));
     }
     if let Some(t) = &r.training {

@@ -3,11 +3,11 @@
 //! on a large test split (the magnetic tiles' 583 images take hours here) continues with the
 //! first image it had not scored, losing at most the image in progress.
 //!
-//! The folder holds `key.json` (what the scores depend on: the loaded scales, the score terms,
-//! the image size, each scale file's path, length and modification time, and the test images
-//! in order) and
-//! one `NNNNN.f32` per scored image (the scales' maps one after the other, little-endian f32),
-//! each written atomically. A folder whose key differs (another run, a retrained scale, other
+//! The folder holds `key.json` (what the scores depend on: the loaded scales, the score terms
+//! (those of further rows included), the image size, each scale file's path, length and
+//! modification time, and the test images in order) and one `NNNNN.f32` per scored image (the
+//! scales' maps one after the other, for each choice of score terms in turn, little-endian
+//! f32), each written atomically. A folder whose key differs (another run, a retrained scale, other
 //! test images) is cleared, never mixed in.
 
 use std::path::{Path, PathBuf};
@@ -36,13 +36,21 @@ struct PartialKey {
     /// `#[serde(default)]`: a folder kept before the choice existed holds `e+v` scores.
     #[serde(default)]
     score_terms: ScoreTerms,
+    /// The further score terms evaluated beside (`ust evaluate --score e+v,e,v`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    other_terms: Vec<ScoreTerms>,
     image_size: usize,
     models: Vec<ScaleStamp>,
     samples: Vec<String>,
 }
 
 impl PartialKey {
-    fn new(detector: &Detector, run_dir: &Path, samples: &[TestSample]) -> Result<Self> {
+    fn new(
+        detector: &Detector,
+        other_terms: &[ScoreTerms],
+        run_dir: &Path,
+        samples: &[TestSample],
+    ) -> Result<Self> {
         let mut models = Vec::new();
         for p in detector.patch_sizes() {
             let path = ScalePaths::in_run_dir(run_dir, p).model;
@@ -66,6 +74,7 @@ impl PartialKey {
         Ok(Self {
             scales: detector.patch_sizes(),
             score_terms: detector.score_terms,
+            other_terms: other_terms.to_vec(),
             image_size: detector.image_size(),
             models,
             samples: samples
@@ -79,7 +88,8 @@ impl PartialKey {
 /// The kept scores of one evaluation.
 pub struct PartialMaps {
     dir: PathBuf,
-    scales: usize,
+    /// Maps per image: scales × choices of score terms.
+    maps: usize,
     pixels: usize,
     /// Images whose scores came from the folder rather than the networks.
     pub resumed: usize,
@@ -91,11 +101,12 @@ impl PartialMaps {
     pub fn open(
         out: &Path,
         detector: &Detector,
+        other_terms: &[ScoreTerms],
         run_dir: &Path,
         samples: &[TestSample],
     ) -> Result<Self> {
         let dir = out.join(PARTIAL_DIR);
-        let key = PartialKey::new(detector, run_dir, samples)?;
+        let key = PartialKey::new(detector, other_terms, run_dir, samples)?;
         let key_path = dir.join(KEY_FILE);
         let matches = std::fs::read_to_string(&key_path)
             .ok()
@@ -114,7 +125,7 @@ impl PartialMaps {
         let size = detector.image_size();
         Ok(Self {
             dir,
-            scales: key.scales.len(),
+            maps: key.scales.len() * (1 + other_terms.len()),
             pixels: size * size,
             resumed: 0,
         })
@@ -132,14 +143,14 @@ impl PartialMaps {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        if bytes.len() != self.scales * self.pixels * 4 {
+        if bytes.len() != self.maps * self.pixels * 4 {
             bail!(
-                "{}: {} bytes, expected {} ({} scale(s) of {} scores); delete the folder {} to \
+                "{}: {} bytes, expected {} ({} map(s) of {} scores); delete the folder {} to \
                  score every image again",
                 path.display(),
                 bytes.len(),
-                self.scales * self.pixels * 4,
-                self.scales,
+                self.maps * self.pixels * 4,
+                self.maps,
                 self.pixels,
                 self.dir.display()
             );
@@ -156,7 +167,7 @@ impl PartialMaps {
 
     /// Keeps the scores of test image `index` (atomically).
     pub fn put(&self, index: usize, per_scale: &[Vec<f32>]) -> Result<()> {
-        let mut bytes = Vec::with_capacity(self.scales * self.pixels * 4);
+        let mut bytes = Vec::with_capacity(self.maps * self.pixels * 4);
         for v in per_scale.iter().flatten() {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
