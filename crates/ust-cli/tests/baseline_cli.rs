@@ -418,3 +418,117 @@ fn oneclass_without_the_dataset_names_the_folder() {
         "{err}"
     );
 }
+
+/// Ten "digits": class K a bright 6×6 block at its own place, dark noise elsewhere; `per_class`
+/// training and `test_per_class` test images each.
+fn mnist10(dir: &Path, per_class: usize, test_per_class: usize) {
+    let mut rng = Lcg(5);
+    let mut digit = |class: u8| {
+        let (bx, by) = ((class as usize % 5) * 5 + 1, (class as usize / 5) * 12 + 5);
+        let mut im = Vec::with_capacity(28 * 28);
+        for y in 0..28 {
+            for x in 0..28 {
+                let on = (bx..bx + 6).contains(&x) && (by..by + 6).contains(&y);
+                im.push(if on { 230 } else { 0 } + (rng.next() * 20.0) as u8);
+            }
+        }
+        im
+    };
+    let mut make = |n: usize| {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..n * 10 {
+            images.push(digit((i % 10) as u8));
+            labels.push((i % 10) as u8);
+        }
+        (images, labels)
+    };
+    let (train, train_labels) = make(per_class);
+    let (test, test_labels) = make(test_per_class);
+    idx_images(&dir.join("train-images-idx3-ubyte"), &train, 28);
+    idx_labels(&dir.join("train-labels-idx1-ubyte"), &train_labels);
+    idx_images(&dir.join("t10k-images-idx3-ubyte"), &test, 28);
+    idx_labels(&dir.join("t10k-labels-idx1-ubyte"), &test_labels);
+}
+
+/// `ust teacher quality` is Table 2's 1-NN over the ten classes: with the teacher's
+/// descriptors its per-class AUROC is exactly `ust oneclass --method knn`'s; the pixels run the
+/// same protocol. (The backbone's features are checked in `quality`'s unit tests: a 1 280-d
+/// PCA per class takes minutes in a test build.)
+#[test]
+fn teacher_quality_is_the_one_class_knn_of_every_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mnist");
+    std::fs::create_dir_all(&root).unwrap();
+    mnist10(&root, 6, 3);
+    let teacher = dir.path().join("teacher-p17.safetensors");
+    random_teacher(&teacher);
+    let quality = |features: &str, extra: &[&str]| {
+        let out = dir.path().join(format!("quality-{features}.json"));
+        run_ok(
+            ust()
+                .args(["teacher", "quality"])
+                .arg(&teacher)
+                .args(["--features", features, "--dataset", "mnist", "--mnist"])
+                .arg(&root)
+                .args(["--preset", "smoke", "--json"])
+                .arg(&out)
+                .args(extra),
+        );
+        json(&out)
+    };
+    let q = quality("teacher", &[]);
+    assert_eq!(q["features"], "teacher");
+    assert_eq!(
+        (q["image_side"].as_u64(), q["dim"].as_u64()),
+        (Some(17), Some(128))
+    );
+    let d = &q["datasets"][0];
+    assert_eq!(d["dataset"], "mnist");
+    assert_eq!(
+        (d["train_per_class"].as_u64(), d["test_images"].as_u64()),
+        (Some(6), Some(30))
+    );
+    let auroc: Vec<f64> = serde_json::from_value(d["auroc"].clone()).unwrap();
+    assert_eq!(auroc.len(), 10);
+    let mean = auroc.iter().sum::<f64>() / 10.0;
+    assert!((d["mean_auroc"].as_f64().unwrap() - mean).abs() < 1e-12);
+    for class in [0u8, 7] {
+        let out = dir.path().join(format!("oneclass-{class}"));
+        run_ok(
+            ust()
+                .args(["oneclass", "--dataset", "mnist", "--root"])
+                .arg(&root)
+                .args([
+                    "--class",
+                    &class.to_string(),
+                    "--method",
+                    "knn",
+                    "--preset",
+                    "smoke",
+                ])
+                .arg("--teacher")
+                .arg(&teacher)
+                .arg("--out")
+                .arg(&out),
+        );
+        let one = json(&out.join("report.json"))["auroc"].as_f64().unwrap();
+        assert_eq!(auroc[class as usize], one, "class {class}");
+    }
+    // The blocks sit at ten places: the pixels separate every class. (At 8×8: the PCA of
+    // 3·17² pixel dimensions takes minutes in a test build.)
+    let px = quality("pixels", &["--p", "8"]);
+    assert_eq!(
+        (px["image_side"].as_u64(), px["dim"].as_u64()),
+        (Some(8), Some(3 * 8 * 8))
+    );
+    let px_mean = px["datasets"][0]["mean_auroc"].as_f64().unwrap();
+    assert!(px_mean > 0.95, "pixels: {px_mean}");
+    // The teacher file is needed for its own descriptors.
+    let out = ust()
+        .args(["teacher", "quality", "--dataset", "mnist", "--mnist"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs the teacher file"));
+}

@@ -144,6 +144,26 @@ pub struct BackboneConfig {
     pub input_size: BackboneInputSize,
 }
 
+impl BackboneConfig {
+    /// Expands `$UST_SHARED` in the weights' path and fills in EfficientNet-Lite0's default
+    /// (`$UST_SHARED/weights/efficientnet_lite0.safetensors`); ResNet-18 without a path stays
+    /// unset (the Hugging Face cache).
+    pub fn resolve(mut self) -> Self {
+        self.weights = match (self.weights.take(), self.kind) {
+            (Some(w), _) => Some(expand_shared(&w).display().to_string()),
+            (None, BackboneKind::EfficientNetLite0) => Some(
+                expand_shared(&format!(
+                    "{SHARED_PLACEHOLDER}/weights/efficientnet_lite0.safetensors"
+                ))
+                .display()
+                .to_string(),
+            ),
+            (None, BackboneKind::ResNet18) => None,
+        };
+        self
+    }
+}
+
 /// The natural-image patch triplets (METHOD.md §4; see `ust_data::triplets`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -455,17 +475,7 @@ impl TeacherTrainingConfig {
     pub fn resolve(mut self) -> Self {
         self.data.folder = self.data_folder().display().to_string();
         if self.losses.lambda_k > 0.0 {
-            self.backbone.weights = match (self.backbone.weights.take(), self.backbone.kind) {
-                (Some(w), _) => Some(expand_shared(&w).display().to_string()),
-                (None, BackboneKind::EfficientNetLite0) => Some(
-                    expand_shared(&format!(
-                        "{SHARED_PLACEHOLDER}/weights/efficientnet_lite0.safetensors"
-                    ))
-                    .display()
-                    .to_string(),
-                ),
-                (None, BackboneKind::ResNet18) => None,
-            };
+            self.backbone = self.backbone.resolve();
         }
         self
     }

@@ -34,7 +34,7 @@ use crate::checkpoint::{
     CheckpointState, RunPaths, load_checkpoint, named_vars, restore_trainee, save_checkpoint,
     save_teacher_file, trainee_tensors, write_text_atomically,
 };
-use crate::config::{BackboneKind, TeacherTrainingConfig};
+use crate::config::{BackboneConfig, BackboneKind, TeacherTrainingConfig};
 use crate::error::{DetectorError, Result};
 use crate::guard::LossGuard;
 use crate::init::initialize_seeded;
@@ -168,7 +168,7 @@ impl TeacherTrainer {
         config.triplet_config(0).check(&data_root, images.len())?;
 
         let (backbone, backbone_description) = if config.uses_distillation() {
-            let (b, d) = load_backbone(&config, device)?;
+            let (b, d) = load_backbone(&config.backbone, device)?;
             (Some(b), Some(d))
         } else {
             (None, None)
@@ -639,19 +639,20 @@ impl TeacherTrainer {
     }
 }
 
-/// Loads the configured backbone; returns it with a one-line description.
-fn load_backbone(
-    config: &TeacherTrainingConfig,
+/// Loads the configured backbone (weights resolved, see [`BackboneConfig::resolve`]); returns
+/// it with a one-line description.
+pub fn load_backbone(
+    config: &BackboneConfig,
     device: &Device,
 ) -> Result<(Box<dyn Backbone>, String)> {
-    let resize_to = config.backbone.input_size.resize_to();
+    let resize_to = config.input_size.resize_to();
     let input = match resize_to {
         Some(s) => format!("input resized to {s}"),
         None => "input at patch size".to_string(),
     };
-    match config.backbone.kind {
+    match config.kind {
         BackboneKind::EfficientNetLite0 => {
-            let path = config.backbone.weights.clone().ok_or_else(|| {
+            let path = config.weights.clone().ok_or_else(|| {
                 DetectorError::InvalidConfig("backbone.weights is not set".into())
             })?;
             let net =
@@ -663,7 +664,7 @@ fn load_backbone(
         }
         BackboneKind::ResNet18 => {
             let mut source = WeightSource::new(HubFile::resnet18_default());
-            if let Some(p) = &config.backbone.weights {
+            if let Some(p) = &config.weights {
                 source = source.with_path(p);
             }
             let (path, _) = source.resolve()?;

@@ -41,7 +41,6 @@ use ust_models::PatchNet;
 
 use super::baseline::{resolve_teacher, write_atomic};
 use super::bench::peak_rss_mib;
-use super::quality::seeded_subset;
 use super::teacher::PresetArg;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +50,7 @@ pub enum DatasetArg {
 }
 
 impl DatasetArg {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             DatasetArg::Mnist => "mnist",
             DatasetArg::Cifar10 => "cifar10",
@@ -209,6 +208,18 @@ pub fn run(args: OneclassArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A seeded subset of `k` of `0..n` (all when k ≥ n), sorted.
+pub(crate) fn seeded_subset(n: usize, k: usize, seed: u64) -> Vec<usize> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed);
+    idx.shuffle(&mut rng);
+    idx.truncate(k.min(n));
+    idx.sort_unstable();
+    idx
+}
+
 /// `items` itself, or a seeded subset of at most `max` of them (0: all), in order.
 fn capped(items: &[usize], max: usize, seed: u64) -> Vec<usize> {
     if max == 0 || items.len() <= max {
@@ -220,13 +231,46 @@ fn capped(items: &[usize], max: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
-/// The train and test sets of the dataset.
-fn load_dataset(args: &OneclassArgs) -> Result<(LabeledImages, LabeledImages)> {
-    match args.dataset {
+/// The test images a cell scores: all, or a seeded subset at the cpu preset (the same for
+/// every normal class).
+pub(crate) fn test_indices(test_len: usize, preset: PresetArg, seed: u64) -> Vec<usize> {
+    let all: Vec<usize> = (0..test_len).collect();
+    capped(
+        &all,
+        oneclass_preset(preset).test_images,
+        derive_seed(seed, 202),
+    )
+}
+
+/// The training images of `class` a baseline is fitted on: every one, capped by the preset
+/// (and at the paper preset by the method's cap on training vectors).
+pub(crate) fn baseline_train_indices(
+    train_set: &LabeledImages,
+    class: u8,
+    method: DescriptorMethod,
+    preset: PresetArg,
+    seed: u64,
+) -> Vec<usize> {
+    let all: Vec<usize> = train_set.indices_of_class(class);
+    let mut cap = oneclass_preset(preset).baseline_train_images;
+    if preset == PresetArg::Paper
+        && let Some(kind) = method.kind()
+        && let Some(m) = ust_baselines::BaselineConfig::paper(kind).max_train_vectors
+    {
+        cap = if cap == 0 { m } else { cap.min(m) };
+    }
+    capped(&all, cap, derive_seed(seed, 205))
+}
+
+/// The train and test sets of `dataset`, from `root` or its default folder.
+pub(crate) fn load_dataset(
+    dataset: DatasetArg,
+    root: Option<&std::path::Path>,
+) -> Result<(LabeledImages, LabeledImages)> {
+    match dataset {
         DatasetArg::Mnist => {
-            let dir = args
-                .root
-                .clone()
+            let dir = root
+                .map(std::path::Path::to_path_buf)
                 .unwrap_or_else(|| ust_detector::config::shared_dir().join("data/mnist"));
             if !dir.is_dir() {
                 bail!(
@@ -240,8 +284,8 @@ fn load_dataset(args: &OneclassArgs) -> Result<(LabeledImages, LabeledImages)> {
             Ok((m.train, m.test))
         }
         DatasetArg::Cifar10 => {
-            let dir = match &args.root {
-                Some(d) => d.clone(),
+            let dir = match root {
+                Some(d) => d.to_path_buf(),
                 None => {
                     let rel = std::path::Path::new("data/cifar-10");
                     ust_detector::models_dir::find_in_project(rel)
@@ -297,7 +341,7 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
     let teacher = ust_detector::load_teacher(&teacher_path, &device)
         .with_context(|| format!("loading the teacher {}", teacher_path.display()))?
         .detach();
-    let (train_set, test_set) = load_dataset(args)?;
+    let (train_set, test_set) = load_dataset(args.dataset, args.root.as_deref())?;
     let preset = oneclass_preset(args.preset);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -309,7 +353,7 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
         derive_seed(args.seed, 201),
     )
     .with_context(|| format!("class {} of {}", args.class, args.dataset.name()))?;
-    let test_idx = capped(&split.test, preset.test_images, derive_seed(args.seed, 202));
+    let test_idx = test_indices(split.test.len(), args.preset, args.seed);
     let anomalous: Vec<bool> = test_idx
         .iter()
         .map(|&i| test_set.labels[i] != args.class)
@@ -388,15 +432,8 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
         Some(method) => {
             // The baselines use every training image of the class (the validation split is
             // the students' concern).
-            let all: Vec<usize> = train_set.indices_of_class(args.class);
-            let mut cap = preset.baseline_train_images;
-            if args.preset == PresetArg::Paper
-                && let Some(kind) = method.kind()
-                && let Some(m) = ust_baselines::BaselineConfig::paper(kind).max_train_vectors
-            {
-                cap = if cap == 0 { m } else { cap.min(m) };
-            }
-            let train_idx = capped(&all, cap, derive_seed(args.seed, 205));
+            let train_idx =
+                baseline_train_indices(&train_set, args.class, method, args.preset, args.seed);
             let mut train = descriptors(
                 &teacher,
                 &images_tensor(&train_set, &train_idx, p, &device)?,

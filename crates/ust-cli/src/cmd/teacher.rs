@@ -21,7 +21,8 @@ pub enum TeacherCommand {
     Train(TrainArgs),
     /// Write a teacher for shipping: network only (no decoder), f16 by default.
     Export(ExportArgs),
-    /// Rerunnable quality check: one-class MNIST AUROC of a 1-NN on the descriptors.
+    /// Descriptor quality: Table 2's one-class 1-NN on MNIST and CIFAR-10 (the teacher, the
+    /// backbone's features or the pixels).
     Quality(super::quality::QualityArgs),
     /// Print what a teacher file says about its training (JSON).
     Info {
