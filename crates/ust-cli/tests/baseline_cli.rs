@@ -270,6 +270,14 @@ fn idx_labels(path: &Path, labels: &[u8]) {
     std::fs::write(path, b).unwrap();
 }
 
+/// The four idx files of an MNIST folder, 28×28 images.
+fn write_mnist(dir: &Path, train: (&[Vec<u8>], &[u8]), test: (&[Vec<u8>], &[u8])) {
+    idx_images(&dir.join("train-images-idx3-ubyte"), train.0, 28);
+    idx_labels(&dir.join("train-labels-idx1-ubyte"), train.1);
+    idx_images(&dir.join("t10k-images-idx3-ubyte"), test.0, 28);
+    idx_labels(&dir.join("t10k-labels-idx1-ubyte"), test.1);
+}
+
 /// A 28×28 "digit": class 0 a bright block top-left, class 1 bottom-right, class 2 a bar across
 /// the middle; dark noise elsewhere.
 fn digit(class: u8, rng: &mut Lcg) -> Vec<u8> {
@@ -300,10 +308,7 @@ fn mnist(dir: &Path) {
         test.push(digit(i % 3, &mut rng));
         test_labels.push(i % 3);
     }
-    idx_images(&dir.join("train-images-idx3-ubyte"), &train, 28);
-    idx_labels(&dir.join("train-labels-idx1-ubyte"), &train_labels);
-    idx_images(&dir.join("t10k-images-idx3-ubyte"), &test, 28);
-    idx_labels(&dir.join("t10k-labels-idx1-ubyte"), &test_labels);
+    write_mnist(dir, (&train, &train_labels), (&test, &test_labels));
 }
 
 #[test]
@@ -444,10 +449,7 @@ fn mnist10(dir: &Path, per_class: usize, test_per_class: usize) {
     };
     let (train, train_labels) = make(per_class);
     let (test, test_labels) = make(test_per_class);
-    idx_images(&dir.join("train-images-idx3-ubyte"), &train, 28);
-    idx_labels(&dir.join("train-labels-idx1-ubyte"), &train_labels);
-    idx_images(&dir.join("t10k-images-idx3-ubyte"), &test, 28);
-    idx_labels(&dir.join("t10k-labels-idx1-ubyte"), &test_labels);
+    write_mnist(dir, (&train, &train_labels), (&test, &test_labels));
 }
 
 /// `ust teacher quality` is Table 2's 1-NN over the ten classes: with the teacher's

@@ -157,57 +157,43 @@ pub fn parse_figures(kind: JobKind, report: &Value, path: &Path) -> Result<Figur
             }
         }
         JobKind::Students => {
-            let rows = report
-                .get("rows")
-                .and_then(Value::as_array)
-                .ok_or_else(|| bad("no \"rows\" list".into()))?;
-            let mut out = Vec::new();
-            for r in rows {
+            // One row, keyed "p=33" (or "e: p=33" under further score terms).
+            let parse_row = |r: &Value, terms: Option<&str>| -> Result<ScoreRow> {
                 let name = r
                     .get("name")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad("a row without a name".into()))?;
-                out.push(ScoreRow {
-                    name: row_key(name),
+                let label = terms.map_or(name.to_string(), |t| format!("{t} {name}"));
+                Ok(ScoreRow {
+                    name: terms.map_or_else(|| row_key(name), |t| term_row_key(t, name)),
                     au_pro: num(r, "au_pro")
-                        .ok_or_else(|| bad(format!("row {name}: no au_pro")))?,
+                        .ok_or_else(|| bad(format!("row {label}: no au_pro")))?,
                     pixel_auroc: num(r, "pixel_auroc")
-                        .ok_or_else(|| bad(format!("row {name}: no pixel_auroc")))?,
+                        .ok_or_else(|| bad(format!("row {label}: no pixel_auroc")))?,
                     image_auroc: num(r, "image_auroc"),
-                });
-            }
+                })
+            };
+            let rows = report
+                .get("rows")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("no \"rows\" list".into()))?;
+            let mut out = rows
+                .iter()
+                .map(|r| parse_row(r, None))
+                .collect::<Result<Vec<_>>>()?;
             if out.is_empty() {
                 return Err(bad("\"rows\" is empty".into()));
             }
             // Rows of further score terms (`ust evaluate --score e+v,e,v`) as "e: p=33".
-            for block in report
-                .get("term_rows")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            let blocks = report.get("term_rows").and_then(Value::as_array);
+            for block in blocks.into_iter().flatten() {
                 let terms = block
                     .get("score_terms")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad("term rows without score_terms".into()))?;
-                for r in block
-                    .get("rows")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let name = r
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| bad("a row without a name".into()))?;
-                    out.push(ScoreRow {
-                        name: term_row_key(terms, name),
-                        au_pro: num(r, "au_pro")
-                            .ok_or_else(|| bad(format!("row {terms} {name}: no au_pro")))?,
-                        pixel_auroc: num(r, "pixel_auroc")
-                            .ok_or_else(|| bad(format!("row {terms} {name}: no pixel_auroc")))?,
-                        image_auroc: num(r, "image_auroc"),
-                    });
+                let rows = block.get("rows").and_then(Value::as_array);
+                for r in rows.into_iter().flatten() {
+                    out.push(parse_row(r, Some(terms))?);
                 }
             }
             let training_s = report
