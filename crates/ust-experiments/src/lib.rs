@@ -2,8 +2,9 @@
 //! files: the schema and its validation ([`schema`]), resolution against the data and
 //! expansion into independent jobs ([`resolve`]), stable configuration hashes ([`hash`]), the
 //! cell cache and the figures each job reports ([`cell`]), the paper's numbers ([`paper`]) and
-//! the run report ([`report`]). Nothing here runs a job: the `ust experiment` command does,
-//! as subprocesses of the `ust` binary. See this crate's README for the file format.
+//! the run report ([`report`]), and the runner that works through the jobs ([`runner`]) with
+//! an executor of their commands (the `ust experiment` command's runs them as subprocesses of
+//! the `ust` binary). See this crate's README for the file format.
 
 pub mod cell;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod hash;
 pub mod paper;
 pub mod report;
 pub mod resolve;
+pub mod runner;
 pub mod schema;
 
 pub use cell::{
@@ -22,5 +24,7 @@ pub use report::{RunMeta, RunResults, render_markdown};
 pub use resolve::{Job, JobKind, Plan, Step, Task, TeacherSource, check_inputs, expand_shared};
 pub use schema::{Experiment, ExperimentFile, Overrides, TableKind};
 
+#[cfg(test)]
+mod runner_tests;
 #[cfg(test)]
 mod tests;

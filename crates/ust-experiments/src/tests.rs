@@ -10,14 +10,14 @@ use crate::report::{RunMeta, RunResults, render_markdown};
 use crate::resolve::{JobKind, Plan, Task, TeacherSource};
 use crate::schema::{Experiment, Overrides};
 
-struct Fixture {
+pub(crate) struct Fixture {
     dir: tempfile::TempDir,
 }
 
 impl Fixture {
     /// A data root with categories `cats` (each with train/good), a README.md and a folder that
     /// is not a category; three fake teacher files.
-    fn new(cats: &[&str]) -> Self {
+    pub(crate) fn new(cats: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         for c in cats {
@@ -35,26 +35,26 @@ impl Fixture {
         Self { dir }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    fn root(&self) -> String {
+    pub(crate) fn root(&self) -> String {
         self.path("root").display().to_string()
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
-    fn load(&self, text: &str) -> crate::Result<Experiment> {
+    pub(crate) fn load(&self, text: &str) -> crate::Result<Experiment> {
         let p = self.write("exp.toml", text);
         Experiment::load(&p, &Overrides::default())
     }
 
-    fn plan(&self, text: &str) -> crate::Result<Plan> {
+    pub(crate) fn plan(&self, text: &str) -> crate::Result<Plan> {
         let e = self.load(text)?;
         let dir = self.dir.path().to_path_buf();
         Plan::new(&e, &move |p| Ok(dir.join(format!("t{p}.safetensors"))))

@@ -79,7 +79,11 @@ fn time(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
 
 /// VmHWM from /proc/self/status (Linux), in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    vm_hwm_mib(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// `VmHWM` (the peak resident memory) of a `/proc/<pid>/status` text, in MiB.
+pub fn vm_hwm_mib(status: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
