@@ -10,10 +10,7 @@ fn ust() -> Command {
 }
 
 fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("UST_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    dir.is_dir().then_some(dir)
+    ust_data::shared::shared_dir_for_tests(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn save_gray(path: &Path, w: u32, h: u32, data: Vec<u8>) {
@@ -268,7 +265,6 @@ fn reference_au_pro(maps: &[Vec<f32>], masks: &[Vec<u8>], w: usize, h: usize, li
 #[test]
 fn shared_paper_category_matches_independent_computation() {
     let Some(shared) = shared_dir() else {
-        eprintln!("skipping: shared data not found (set UST_SHARED)");
         return;
     };
     let category = shared.join("data/mvtec-layout/paper_pa_bdp01_tl");

@@ -7,19 +7,12 @@
 //! Run: `cargo bench -p ust-data --bench pipelines` (set `UST_SHARED` if the shared folder is
 //! not beside the checkout).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use candle_core::Device;
 use criterion::{BatchSize, Criterion, Throughput};
 use ust_data::mvtec::DEFAULT_IMAGE_SIZE;
 use ust_data::{ImageCache, MvtecCategory, TripletConfig, TripletSampler};
-
-fn shared_root() -> PathBuf {
-    std::env::var_os("UST_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")))
-}
 
 fn bench_triplets(c: &mut Criterion, natural: &std::path::Path) {
     let mut group = c.benchmark_group("triplets");
@@ -75,7 +68,9 @@ fn bench_mvtec(c: &mut Criterion, category_root: &std::path::Path) {
 }
 
 fn main() {
-    let shared = shared_root();
+    let Some(shared) = ust_data::shared::shared_dir_for_tests(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
     let natural = shared.join("data/natural-images");
     let tile = shared.join("data/mvtec-layout/magnetic_tile");
     if !natural.is_dir() || !tile.is_dir() {

@@ -17,6 +17,7 @@ pub mod maps;
 pub mod mnist;
 pub mod mvtec;
 pub mod one_class;
+pub mod shared;
 pub mod split;
 pub mod triplets;
 

@@ -2,16 +2,10 @@
 
 use std::path::PathBuf;
 
-/// `$UST_SHARED`, or the `shared/` folder beside the checkout.
-pub fn shared_root() -> PathBuf {
-    std::env::var_os("UST_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")))
-}
-
-/// `shared_root()/rel` when it exists; otherwise a "skipping" note on stderr and `None`.
+/// `shared/rel` ([`crate::shared::shared_dir_for_tests`]) when it exists; otherwise a
+/// "skipping" note on stderr and `None`.
 pub fn shared_path(rel: &str) -> Option<PathBuf> {
-    let path = shared_root().join(rel);
+    let path = crate::shared::shared_dir_for_tests(env!("CARGO_MANIFEST_DIR"))?.join(rel);
     if path.exists() {
         Some(path)
     } else {

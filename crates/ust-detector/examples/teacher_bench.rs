@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use ust_detector::config::shared_dir;
+use ust_data::shared::shared_dir;
 use ust_detector::{Adam, TeacherTrainingConfig};
 use ust_losses::{
     CompactnessKind, DistillationDecoder, DistillationDecoderConfig, TeacherBatch,

@@ -14,31 +14,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use ust_data::shared::{SHARED_PLACEHOLDER, expand_shared};
 use ust_losses::{CompactnessKind, TeacherLossWeights};
 use ust_models::PatchNetConfig;
 
 use crate::adam::{AdamConfig, WeightDecayMode};
 use crate::error::{DetectorError, Result};
-
-/// The placeholder for the shared data folder in configured paths.
-pub const SHARED_PLACEHOLDER: &str = "$UST_SHARED";
-
-/// The shared folder: `$UST_SHARED`, else `../shared` (relative to the working directory, the
-/// checkout's root when run from there).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("UST_SHARED")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared"))
-}
-
-/// Replaces a leading `$UST_SHARED` by [`shared_dir`].
-pub fn expand_shared(path: &str) -> PathBuf {
-    match path.strip_prefix(SHARED_PLACEHOLDER) {
-        Some(rest) => shared_dir().join(rest.trim_start_matches(['/', '\\'])),
-        None => PathBuf::from(path),
-    }
-}
 
 /// The named starting points of a configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,14 +131,10 @@ impl BackboneConfig {
     /// unset (the Hugging Face cache).
     pub fn resolve(mut self) -> Self {
         self.weights = match (self.weights.take(), self.kind) {
-            (Some(w), _) => Some(expand_shared(&w).display().to_string()),
-            (None, BackboneKind::EfficientNetLite0) => Some(
-                expand_shared(&format!(
-                    "{SHARED_PLACEHOLDER}/weights/efficientnet_lite0.safetensors"
-                ))
-                .display()
-                .to_string(),
-            ),
+            (Some(w), _) => Some(expand_shared(&w)),
+            (None, BackboneKind::EfficientNetLite0) => Some(expand_shared(&format!(
+                "{SHARED_PLACEHOLDER}/weights/efficientnet_lite0.safetensors"
+            ))),
             (None, BackboneKind::ResNet18) => None,
         };
         self
@@ -467,7 +444,7 @@ impl TeacherTrainingConfig {
 
     /// The data folder, `$UST_SHARED` expanded.
     pub fn data_folder(&self) -> PathBuf {
-        expand_shared(&self.data.folder)
+        PathBuf::from(expand_shared(&self.data.folder))
     }
 
     /// Expands `$UST_SHARED` in the paths and fills in the default backbone weights, so that
@@ -825,9 +802,6 @@ mod tests {
 
     #[test]
     fn shared_paths_expand_and_resume_differences_are_listed() {
-        assert_eq!(expand_shared("/a/b"), PathBuf::from("/a/b"));
-        let expanded = expand_shared("$UST_SHARED/data/x");
-        assert_eq!(expanded, shared_dir().join("data/x"));
         let a = TeacherTrainingConfig::cpu(33);
         let resolved = a.clone().resolve();
         assert!(!resolved.data.folder.contains(SHARED_PLACEHOLDER));

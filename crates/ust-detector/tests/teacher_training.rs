@@ -83,9 +83,7 @@ fn values(params: &[(String, Tensor)]) -> Vec<(String, Vec<f32>)> {
 }
 
 fn shared_weights() -> Option<PathBuf> {
-    let shared = std::env::var_os("UST_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let shared = ust_data::shared::shared_dir_for_tests(env!("CARGO_MANIFEST_DIR"))?;
     let w = shared.join("weights/efficientnet_lite0.safetensors");
     if w.is_file() {
         Some(w)

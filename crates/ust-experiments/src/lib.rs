@@ -21,7 +21,7 @@ pub use cell::{
 pub use error::{ExperimentError, Result};
 pub use hash::{FileFingerprint, canonical_json, config_hash, fnv1a64};
 pub use report::{RunMeta, RunResults, render_markdown};
-pub use resolve::{Job, JobKind, Plan, Step, Task, TeacherSource, check_inputs, expand_shared};
+pub use resolve::{Job, JobKind, Plan, Step, Task, TeacherSource, check_inputs};
 pub use schema::{Experiment, ExperimentFile, Overrides, TableKind};
 
 #[cfg(test)]

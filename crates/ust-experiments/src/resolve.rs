@@ -7,26 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use ust_data::shared::expand_shared;
+
 use crate::error::{ExperimentError, Result};
 use crate::hash::{FileFingerprint, config_hash};
 use crate::schema::{CheckedTeacher, Experiment, SCHEMA_VERSION, TableKind};
-
-/// The environment variable naming the shared data folder (default `../shared`).
-pub const SHARED_ENV: &str = "UST_SHARED";
-
-/// `s` with a leading `$UST_SHARED` replaced by the variable's value (default `../shared`).
-pub fn expand_shared(s: &str) -> String {
-    match s.strip_prefix("$UST_SHARED") {
-        Some(rest) => {
-            let root = std::env::var(SHARED_ENV)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "../shared".into());
-            format!("{root}{rest}")
-        }
-        None => s.to_string(),
-    }
-}
 
 /// The kinds of job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -676,7 +676,7 @@ fn check_teacher(t: &TeacherVariant) -> std::result::Result<CheckedTeacher, Stri
             }
         }
         (None, Some(config)) => {
-            let from_file = config_lambdas(&crate::resolve::expand_shared(config))?;
+            let from_file = config_lambdas(&ust_data::shared::expand_shared(config))?;
             let mut out = [0.0; 3];
             for (i, key) in ["lambda_k", "lambda_m", "lambda_c"].iter().enumerate() {
                 out[i] = match (declared[i], from_file[i]) {

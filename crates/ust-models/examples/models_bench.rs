@@ -17,7 +17,6 @@
 //! shared, so the minimum is the least disturbed run). The convolution backend is ust-conv's
 //! (set `UST_CONV=reference` for candle's).
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -151,9 +150,9 @@ fn compare(p: usize, rounds: usize) -> BoxResult<()> {
 
 fn effnet(size: usize, reps: usize) -> BoxResult<()> {
     let dev = Device::Cpu;
-    let shared = std::env::var_os("UST_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")));
+    let Some(shared) = ust_data::shared::shared_dir_for_tests(env!("CARGO_MANIFEST_DIR")) else {
+        return Ok(());
+    };
     let weights = shared.join("weights/efficientnet_lite0.safetensors");
     let resize_to = (size != 65).then_some(size);
     let net = EfficientNetLite0::load(&weights, EfficientNetLite0Config { resize_to }, &dev)?;

@@ -2,21 +2,9 @@
 
 use std::path::PathBuf;
 
-/// The shared data folder: `UST_SHARED`, else `../shared` next to the workspace. `None` (with a
-/// "skipping" note on stderr) when it does not exist, so tests needing it pass on a fresh clone.
+/// The shared data folder ([`ust_data::shared::shared_dir_for_tests`]); `None` when absent.
 pub(crate) fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("UST_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data {} not found (set UST_SHARED)",
-            dir.display()
-        );
-        None
-    }
+    ust_data::shared::shared_dir_for_tests(env!("CARGO_MANIFEST_DIR"))
 }
 
 use candle_core::{DType, Device, Tensor};

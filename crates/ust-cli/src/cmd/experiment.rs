@@ -181,7 +181,7 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
         data.push(root.display().to_string());
     }
     for d in &report_plan.experiment.datasets {
-        data.push(ust_experiments::expand_shared(&d.root));
+        data.push(ust_data::shared::expand_shared(&d.root));
     }
     let meta = RunMeta {
         experiment: experiment.name.clone(),

@@ -271,7 +271,7 @@ pub(crate) fn load_dataset(
         DatasetArg::Mnist => {
             let dir = root
                 .map(std::path::Path::to_path_buf)
-                .unwrap_or_else(|| ust_detector::config::shared_dir().join("data/mnist"));
+                .unwrap_or_else(|| ust_data::shared::shared_dir().join("data/mnist"));
             if !dir.is_dir() {
                 bail!(
                     "MNIST folder {} does not exist (pass --root DIR holding the four idx files, \

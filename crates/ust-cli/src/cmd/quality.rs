@@ -354,8 +354,8 @@ mod tests {
 
     #[test]
     fn backbone_rows_are_the_networks_pooled_features_at_its_side() {
-        let Some(shared) = std::env::var_os("UST_SHARED").map(PathBuf::from) else {
-            eprintln!("skipping: shared data not found (set UST_SHARED)");
+        let Some(shared) = ust_data::shared::shared_dir_for_tests(env!("CARGO_MANIFEST_DIR"))
+        else {
             return;
         };
         let weights = shared.join("weights/efficientnet_lite0.safetensors");
