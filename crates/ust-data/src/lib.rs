@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod cifar;
 pub mod error;
+pub mod files;
 pub mod folder;
 pub mod image_io;
 pub mod labeled;

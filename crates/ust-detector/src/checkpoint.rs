@@ -9,12 +9,12 @@
 //! training configuration (TOML) and the training summary (JSON).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
+use ust_data::files::write_bytes_atomically;
 use ust_models::patch_net::{METADATA_CONFIG_KEY, METADATA_MODEL_KEY, METADATA_MODEL_VALUE};
 use ust_models::{PatchNet, PatchNetConfig};
 
@@ -60,47 +60,6 @@ impl RunPaths {
             config: dir.join(format!("{stem}.config.toml")),
         }
     }
-}
-
-/// Writes `path` through `write` (which gets a temporary path in the same folder), then
-/// renames the temporary file over `path`. On error the temporary file is removed and `path`
-/// is untouched.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| DetectorError::io(&dir, e))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| DetectorError::bad_file(path, "not a file path"))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        // The data must be on disk before the rename makes it visible under the real name.
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| DetectorError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| DetectorError::io(path, e))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    // Persist the rename itself (best effort: not every platform can sync a folder).
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Writes `text` to `path` atomically.
-pub fn write_text_atomically(path: &Path, text: &str) -> Result<()> {
-    write_atomically(path, |tmp| {
-        let mut f = std::fs::File::create(tmp).map_err(|e| DetectorError::io(tmp, e))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| DetectorError::io(tmp, e))
-    })
 }
 
 /// The variables of a VarMap sorted by name: the order initialisers, optimisers and files use.
@@ -173,13 +132,11 @@ pub(crate) fn write_safetensors(
         .into_iter()
         .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?.contiguous()?)))
         .collect::<candle_core::Result<Vec<_>>>()?;
-    // Serialised in memory and written by `write_atomically` (safetensors' own file writer
+    // Serialised in memory and written by `write_bytes_atomically` (safetensors' own file writer
     // would leave the file with a temporary file's 0600 permissions).
     let bytes = safetensors::serialize(tensors, Some(metadata))
         .map_err(|e| DetectorError::bad_file(path, format!("cannot serialise safetensors: {e}")))?;
-    write_atomically(path, |tmp| {
-        std::fs::write(tmp, &bytes).map_err(|e| DetectorError::io(tmp, e))
-    })
+    Ok(write_bytes_atomically(path, &bytes)?)
 }
 
 /// Reads a safetensors file: its tensors and metadata.
@@ -376,9 +333,7 @@ pub fn export_teacher(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| DetectorError::io(dir, e))?;
     }
-    write_atomically(output, |tmp| {
-        std::fs::write(tmp, &bytes).map_err(|e| DetectorError::io(tmp, e))
-    })
+    Ok(write_bytes_atomically(output, &bytes)?)
 }
 
 /// What a teacher file says about its training.
@@ -435,29 +390,6 @@ mod tests {
             Path::new("runs/teacher/p33.checkpoint.safetensors")
         );
         assert_eq!(p.config, Path::new("runs/teacher/p33.config.toml"));
-    }
-
-    #[test]
-    fn atomic_write_replaces_whole_or_not_at_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/file.txt");
-        write_text_atomically(&path, "first").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
-        // A writer that fails half-way leaves the old file and no temporary behind.
-        let err = write_atomically(&path, |tmp| {
-            std::fs::write(tmp, "half").unwrap();
-            Err(DetectorError::InvalidConfig("disk full".into()))
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("disk full"));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["file.txt"]);
-        write_text_atomically(&path, "second").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
     }
 
     #[test]

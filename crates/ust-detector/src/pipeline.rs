@@ -15,7 +15,9 @@ use ust_data::image_io::load_rgb;
 use ust_data::{ChwImage, LoadedImage, MvtecCategory, Size};
 use ust_models::PatchNet;
 
-use crate::checkpoint::{load_teacher, write_atomically, write_text_atomically};
+use ust_data::files::{write_atomically, write_bytes_atomically};
+
+use crate::checkpoint::load_teacher;
 use crate::config::Preset;
 use crate::error::{DetectorError, Result};
 use crate::student::{
@@ -331,7 +333,7 @@ pub fn train_detector(
         }
     }
     std::fs::create_dir_all(run_dir).map_err(|e| DetectorError::io(run_dir, e))?;
-    write_text_atomically(&run_file, &spec.to_toml()?)?;
+    write_bytes_atomically(&run_file, spec.to_toml()?.as_bytes())?;
     if let Some(report) = finished_run(spec, run_dir)? {
         // Nothing left to do: every scale file predates the thresholds and the summary, so a
         // rerun (a resumed table, say) does not score the validation images again.
@@ -359,11 +361,15 @@ pub fn train_detector(
             continue;
         }
         if let Some(source) = reusable_scale(spec, scale, reuse) {
-            write_atomically(&paths.model, |tmp| {
-                std::fs::copy(&source, tmp)
-                    .map(|_| ())
-                    .map_err(|e| DetectorError::io(&source, e))
-            })?;
+            write_atomically(
+                &paths.model,
+                |tmp| {
+                    std::fs::copy(&source, tmp)
+                        .map(|_| ())
+                        .map_err(|e| DetectorError::io(&source, e))
+                },
+                |p, e| DetectorError::io(p, e),
+            )?;
             // Read back: a damaged source is an error naming it, not a broken run.
             let model = ScaleModel::load(&paths.model, device)?;
             tracing::info!(
@@ -439,9 +445,11 @@ pub fn train_detector(
     }
     let quantiles =
         ScoreQuantiles::from_scores(detector.patch_sizes(), images.validation.len(), scores)?;
-    write_text_atomically(
+    write_bytes_atomically(
         &run_dir.join(VALIDATION_SCORES_FILE),
-        &serde_json::to_string_pretty(&quantiles).unwrap_or_default(),
+        serde_json::to_string_pretty(&quantiles)
+            .unwrap_or_default()
+            .as_bytes(),
     )?;
     let report = TrainReport {
         category: category.name().to_string(),
@@ -451,9 +459,11 @@ pub fn train_detector(
         scales: summaries,
         reused,
     };
-    write_text_atomically(
+    write_bytes_atomically(
         &run_dir.join(TRAIN_SUMMARY_FILE),
-        &serde_json::to_string_pretty(&report).unwrap_or_default(),
+        serde_json::to_string_pretty(&report)
+            .unwrap_or_default()
+            .as_bytes(),
     )?;
     Ok(Some(report))
 }

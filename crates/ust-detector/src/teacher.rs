@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use ust_data::files::write_bytes_atomically;
 use ust_data::{TripletSampler, find_images_recursive};
 use ust_losses::{
     CheckedTeacherLossWeights, DistillationDecoder, DistillationDecoderConfig, TeacherBatch,
@@ -32,7 +33,7 @@ use crate::adam::Adam;
 use crate::bank::DistillationBank;
 use crate::checkpoint::{
     CheckpointState, RunPaths, load_checkpoint, named_vars, restore_trainee, save_checkpoint,
-    save_teacher_file, trainee_tensors, write_text_atomically,
+    save_teacher_file, trainee_tensors,
 };
 use crate::config::{BackboneConfig, BackboneKind, TeacherTrainingConfig};
 use crate::error::{DetectorError, Result};
@@ -306,7 +307,7 @@ impl TeacherTrainer {
     /// Runs the remaining steps, writing the resolved configuration first, checkpoints every
     /// `schedule.checkpoint_every` steps and the teacher file at the end.
     pub fn run(&mut self, observer: &mut dyn TrainingObserver) -> Result<TrainingOutcome> {
-        write_text_atomically(&self.paths.config, &self.config_file_text()?)?;
+        write_bytes_atomically(&self.paths.config, self.config_file_text()?.as_bytes())?;
         let total = self.config.schedule.iterations;
         observer.started(&RunStart {
             start_iteration: self.iteration,

@@ -7,6 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use ust_data::files::write_bytes_atomically;
+
 use crate::error::{ExperimentError, Result};
 use crate::resolve::{Job, JobKind};
 
@@ -305,24 +307,9 @@ impl CellStatus {
     }
 }
 
-/// Writes `bytes` to `path` atomically (a temporary file in the same folder, then a rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| ExperimentError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ExperimentError::io(path, e))
-}
-
 /// Records a finished cell (and removes an earlier failure record).
 pub fn write_result(cell_dir: &Path, result: &CellResult) -> Result<()> {
-    write_atomic(
+    write_bytes_atomically(
         &cell_dir.join(RESULT_FILE),
         serde_json::to_string_pretty(result)?.as_bytes(),
     )?;
@@ -335,10 +322,10 @@ pub fn write_result(cell_dir: &Path, result: &CellResult) -> Result<()> {
 
 /// Records a failed attempt.
 pub fn write_failure(cell_dir: &Path, failure: &CellFailure) -> Result<()> {
-    write_atomic(
+    Ok(write_bytes_atomically(
         &cell_dir.join(FAILED_FILE),
         serde_json::to_string_pretty(failure)?.as_bytes(),
-    )
+    )?)
 }
 
 /// The state of `job`'s cell under `cells_dir`. A `result.json` whose hash is not the job's is

@@ -21,6 +21,8 @@ pub enum ExperimentError {
     Cell { path: PathBuf, reason: String },
     #[error("{0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    File(#[from] ust_data::DataError),
 }
 
 impl ExperimentError {

@@ -690,8 +690,9 @@ pub fn write_run_dir(
     }
     config.push('\n');
     config.push_str(&e.to_toml()?);
-    let write =
-        |name: &str, text: &str| crate::cell::write_atomic(&dir.join(name), text.as_bytes());
+    let write = |name: &str, text: &str| {
+        ust_data::files::write_bytes_atomically(&dir.join(name), text.as_bytes())
+    };
     write("config.toml", &config)?;
     write("results.json", &serde_json::to_string_pretty(results)?)?;
     write("report.md", &render_markdown(plan, results))?;

@@ -237,14 +237,6 @@ pub(crate) fn resolve_teacher(
     }
 }
 
-/// Writes `text` to `path` atomically (a temporary file beside it, then a rename).
-pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
-
 /// Dense descriptors of one image (1, 3, S, S) as standardised rows (S·S, d).
 fn standardised_rows(
     teacher: &DenseExtractor,
@@ -450,9 +442,9 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
         let out = &args.out[i];
         std::fs::write(out.join("report.md"), dense_markdown(&report))
             .with_context(|| format!("writing {}", out.join("report.md").display()))?;
-        write_atomic(
+        ust_data::files::write_bytes_atomically(
             &out.join("report.json"),
-            &serde_json::to_string_pretty(&report)?,
+            serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
         reports.push(report);
     }

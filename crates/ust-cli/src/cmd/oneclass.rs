@@ -39,7 +39,7 @@ use ust_detector::{
 };
 use ust_models::PatchNet;
 
-use super::baseline::{resolve_teacher, write_atomic};
+use super::baseline::resolve_teacher;
 use super::bench::peak_rss_mib;
 use super::teacher::PresetArg;
 
@@ -468,9 +468,9 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
     };
     std::fs::write(args.out.join("report.md"), markdown(&report))
         .with_context(|| format!("writing {}", args.out.join("report.md").display()))?;
-    write_atomic(
+    ust_data::files::write_bytes_atomically(
         &args.out.join("report.json"),
-        &serde_json::to_string_pretty(&report)?,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     Ok(report)
 }

@@ -119,8 +119,11 @@ impl PartialMaps {
                     .with_context(|| format!("clearing {}", dir.display()))?;
             }
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            ust_experiments::cell::write_atomic(&key_path, serde_json::to_string(&key)?.as_bytes())
-                .with_context(|| format!("writing {}", key_path.display()))?;
+            ust_data::files::write_bytes_atomically(
+                &key_path,
+                serde_json::to_string(&key)?.as_bytes(),
+            )
+            .with_context(|| format!("writing {}", key_path.display()))?;
         }
         let size = detector.image_size();
         Ok(Self {
@@ -172,7 +175,7 @@ impl PartialMaps {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
         let path = self.file(index);
-        ust_experiments::cell::write_atomic(&path, &bytes)
+        ust_data::files::write_bytes_atomically(&path, &bytes)
             .with_context(|| format!("writing {}", path.display()))
     }
 
