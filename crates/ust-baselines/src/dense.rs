@@ -16,12 +16,15 @@ use crate::pca::{Pca, PcaConfig};
 
 /// A descriptor method by the name the command line uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DescriptorMethod {
     /// `knn`: PCA 95 %, then the distance to the nearest training vector.
     Knn,
     /// `kmeans`: PCA 95 %, then the distance to the nearest K-Means centre.
+    #[cfg_attr(feature = "clap", value(name = "kmeans"))]
     KMeans,
     /// `ocsvm`: PCA 95 %, then the negative one-class SVM decision function.
+    #[cfg_attr(feature = "clap", value(name = "ocsvm"))]
     OcSvm,
     /// `pca`: squared reconstruction error ‖x − x̂‖² of the PCA keeping 95 % of the variance.
     Pca,

@@ -23,6 +23,7 @@ use crate::error::{DetectorError, Result};
 
 /// The named starting points of a configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// The paper's schedule (METHOD.md §4): 50 000 iterations at batch 64, Adam lr 2e-4,

@@ -48,7 +48,7 @@ use ust_models::{BorderPadding, DenseConfig, DenseExtractor};
 use super::bench::peak_rss_mib;
 use super::evaluate::push_map;
 use super::predict::original_size_map;
-use super::teacher::PresetArg;
+use ust_detector::Preset;
 use super::train::category_dir;
 
 #[derive(Subcommand, Debug)]
@@ -56,30 +56,6 @@ pub enum BaselineCommand {
     /// Table 1 baseline on one MVTec-layout category: fit on the teacher's dense descriptors
     /// of train/good, score every test pixel, report AU-PRO, pixel and image AUROC.
     Dense(DenseArgs),
-}
-
-/// The methods, as command-line values.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MethodArg {
-    Knn,
-    Kmeans,
-    Ocsvm,
-    Pca,
-    Ae,
-    Vae,
-}
-
-impl From<MethodArg> for DescriptorMethod {
-    fn from(m: MethodArg) -> Self {
-        match m {
-            MethodArg::Knn => DescriptorMethod::Knn,
-            MethodArg::Kmeans => DescriptorMethod::KMeans,
-            MethodArg::Ocsvm => DescriptorMethod::OcSvm,
-            MethodArg::Pca => DescriptorMethod::Pca,
-            MethodArg::Ae => DescriptorMethod::Ae,
-            MethodArg::Vae => DescriptorMethod::Vae,
-        }
-    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -93,7 +69,7 @@ pub struct DenseArgs {
     /// The baseline; repeat it (each with its own --out, in the same order) to fit several on
     /// one pass of the teacher over the images, with the results each would get alone.
     #[arg(long, value_enum, required = true)]
-    pub method: Vec<MethodArg>,
+    pub method: Vec<DescriptorMethod>,
     /// Receptive field of the shipped teacher [default: 65, or the --teacher file's].
     #[arg(long)]
     pub p: Option<usize>,
@@ -102,7 +78,7 @@ pub struct DenseArgs {
     pub teacher: Option<PathBuf>,
     /// Image side and caps (see the command's documentation).
     #[arg(long, value_enum, default_value = "cpu")]
-    pub preset: PresetArg,
+    pub preset: Preset,
     /// Seed of the image and vector subsets and of the methods.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -125,11 +101,11 @@ pub struct DensePreset {
 }
 
 /// The caps of `preset` for `method` (the table in the module documentation).
-pub fn dense_preset(preset: PresetArg, method: DescriptorMethod) -> DensePreset {
+pub fn dense_preset(preset: Preset, method: DescriptorMethod) -> DensePreset {
     use DescriptorMethod as M;
-    let image_size = StudentTrainingConfig::preset(preset.into()).image_size;
+    let image_size = StudentTrainingConfig::preset(preset).image_size;
     let (max_train_images, max_train_vectors) = match preset {
-        PresetArg::Paper => (
+        Preset::Paper => (
             0,
             match method {
                 M::Knn => Some(50_000),
@@ -138,7 +114,7 @@ pub fn dense_preset(preset: PresetArg, method: DescriptorMethod) -> DensePreset 
                 M::Ae | M::Vae => None,
             },
         ),
-        PresetArg::Cpu => (
+        Preset::Cpu => (
             64,
             Some(match method {
                 M::Knn => 10_000,
@@ -146,7 +122,7 @@ pub fn dense_preset(preset: PresetArg, method: DescriptorMethod) -> DensePreset 
                 M::KMeans | M::Pca | M::Ae | M::Vae => 50_000,
             }),
         ),
-        PresetArg::Smoke => (
+        Preset::Smoke => (
             0,
             Some(match method {
                 M::OcSvm => 500,
@@ -265,7 +241,7 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
             args.out.len()
         );
     }
-    let methods: Vec<DescriptorMethod> = args.method.iter().map(|&m| m.into()).collect();
+    let methods: Vec<DescriptorMethod> = args.method.clone();
     for (i, m) in methods.iter().enumerate() {
         if methods[..i].contains(m) {
             bail!("--method {m} is given twice");
@@ -286,7 +262,7 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
         .with_context(|| format!("loading the teacher {}", teacher_path.display()))?;
     let padding = args
         .padding
-        .unwrap_or(StudentTrainingConfig::preset(args.preset.into()).padding);
+        .unwrap_or(StudentTrainingConfig::preset(args.preset).padding);
     let teacher = DenseExtractor::new(
         teacher_net.detach(),
         DenseConfig {
@@ -421,7 +397,7 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
             category: category.name().to_string(),
             method: names[i].clone(),
             p,
-            preset: ust_detector::Preset::from(args.preset).to_string(),
+            preset: args.preset.to_string(),
             seed: args.seed,
             teacher: teacher_path.display().to_string(),
             padding: padding.name().to_string(),

@@ -12,7 +12,7 @@ use clap::Args;
 use ust_detector::models_dir::find_in_project;
 
 use super::evaluate::{EvaluateArgs, evaluate};
-use super::teacher::PresetArg;
+use ust_detector::Preset;
 use super::train::{BorderArgs, TrainArgs, run_spec, train};
 
 /// The bundled category, relative to the checkout.
@@ -31,7 +31,7 @@ pub struct DemoArgs {
     pub scales: Vec<usize>,
     /// The training schedule.
     #[arg(long, value_enum, default_value = "cpu")]
-    pub preset: PresetArg,
+    pub preset: Preset,
     /// Another category folder instead of the bundled one.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -78,7 +78,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         teacher: args.teacher.clone(),
         epochs: args
             .epochs
-            .or((args.preset == PresetArg::Cpu).then_some(DEMO_EPOCHS)),
+            .or((args.preset == Preset::Cpu).then_some(DEMO_EPOCHS)),
         max_steps: None,
         image_size: None,
         crop: None,

@@ -25,7 +25,7 @@ use ust_experiments::{
 };
 
 use super::bench::vm_hwm_mib;
-use super::teacher::PresetArg;
+use ust_detector::Preset;
 
 /// Lines of a failed command's stderr kept in the report.
 const STDERR_TAIL: usize = 40;
@@ -36,7 +36,7 @@ pub struct ExperimentArgs {
     pub file: PathBuf,
     /// The schedule of every job (overrides the file's `preset`).
     #[arg(long, value_enum)]
-    pub preset: Option<PresetArg>,
+    pub preset: Option<Preset>,
     /// The MVTec-layout root (overrides the file's [mvtec].data).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -66,14 +66,6 @@ pub struct ExperimentArgs {
     pub runs: PathBuf,
 }
 
-fn preset_name(p: PresetArg) -> &'static str {
-    match p {
-        PresetArg::Paper => "paper",
-        PresetArg::Cpu => "cpu",
-        PresetArg::Smoke => "smoke",
-    }
-}
-
 pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
     if args.parallel == 0 {
         bail!("--parallel must be at least 1 (jobs at once)");
@@ -81,7 +73,7 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     let overrides = Overrides {
-        preset: args.preset.map(|p| preset_name(p).to_string()),
+        preset: args.preset.map(|p| p.name().to_string()),
         data: args.data.as_ref().map(|d| d.display().to_string()),
     };
     let experiment = Experiment::load(&args.file, &overrides)?;

@@ -41,7 +41,6 @@ use ust_models::PatchNet;
 
 use super::baseline::resolve_teacher;
 use super::bench::peak_rss_mib;
-use super::teacher::PresetArg;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatasetArg {
@@ -58,27 +57,31 @@ impl DatasetArg {
     }
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OneClassMethodArg {
+/// `students`, or one of the baselines by its name (`ust_baselines::DescriptorMethod`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OneClassMethod {
     Students,
-    Knn,
-    Kmeans,
-    Ocsvm,
-    Pca,
-    Ae,
-    Vae,
+    Baseline(DescriptorMethod),
 }
 
-impl OneClassMethodArg {
+impl std::str::FromStr for OneClassMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "students" {
+            return Ok(Self::Students);
+        }
+        s.parse::<DescriptorMethod>()
+            .map(Self::Baseline)
+            .map_err(|e| format!("{e} (or students)"))
+    }
+}
+
+impl OneClassMethod {
     fn descriptor_method(self) -> Option<DescriptorMethod> {
         match self {
             Self::Students => None,
-            Self::Knn => Some(DescriptorMethod::Knn),
-            Self::Kmeans => Some(DescriptorMethod::KMeans),
-            Self::Ocsvm => Some(DescriptorMethod::OcSvm),
-            Self::Pca => Some(DescriptorMethod::Pca),
-            Self::Ae => Some(DescriptorMethod::Ae),
-            Self::Vae => Some(DescriptorMethod::Vae),
+            Self::Baseline(m) => Some(m),
         }
     }
 
@@ -100,15 +103,15 @@ pub struct OneclassArgs {
     /// The normal class (0–9).
     #[arg(long)]
     pub class: u8,
-    /// students or a baseline.
-    #[arg(long, value_enum)]
-    pub method: OneClassMethodArg,
+    /// students, or a baseline: knn, kmeans, ocsvm, pca, ae, vae.
+    #[arg(long)]
+    pub method: OneClassMethod,
     /// A teacher file [default: the shipped models/teacher-p33.safetensors].
     #[arg(long)]
     pub teacher: Option<PathBuf>,
     /// Sizes of the subsets and the students' schedule (see the command's documentation).
     #[arg(long, value_enum, default_value = "cpu")]
-    pub preset: PresetArg,
+    pub preset: Preset,
     /// Seed of the subsets, the split and the methods.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -142,23 +145,23 @@ pub struct OneClassPreset {
 }
 
 /// The subset sizes of `preset` (the table in the module documentation).
-pub fn oneclass_preset(preset: PresetArg) -> OneClassPreset {
+pub fn oneclass_preset(preset: Preset) -> OneClassPreset {
     match preset {
-        PresetArg::Paper => OneClassPreset {
+        Preset::Paper => OneClassPreset {
             test_images: 0,
             validation_fraction: 0.1,
             student_train_images: 0,
             student_validation_images: 0,
             baseline_train_images: 0,
         },
-        PresetArg::Cpu => OneClassPreset {
+        Preset::Cpu => OneClassPreset {
             test_images: 2000,
             validation_fraction: 0.1,
             student_train_images: 300,
             student_validation_images: 200,
             baseline_train_images: 1000,
         },
-        PresetArg::Smoke => OneClassPreset {
+        Preset::Smoke => OneClassPreset {
             test_images: 0,
             validation_fraction: 0.25,
             student_train_images: 0,
@@ -233,7 +236,7 @@ fn capped(items: &[usize], max: usize, seed: u64) -> Vec<usize> {
 
 /// The test images a cell scores: all, or a seeded subset at the cpu preset (the same for
 /// every normal class).
-pub(crate) fn test_indices(test_len: usize, preset: PresetArg, seed: u64) -> Vec<usize> {
+pub(crate) fn test_indices(test_len: usize, preset: Preset, seed: u64) -> Vec<usize> {
     let all: Vec<usize> = (0..test_len).collect();
     capped(
         &all,
@@ -248,12 +251,12 @@ pub(crate) fn baseline_train_indices(
     train_set: &LabeledImages,
     class: u8,
     method: DescriptorMethod,
-    preset: PresetArg,
+    preset: Preset,
     seed: u64,
 ) -> Vec<usize> {
     let all: Vec<usize> = train_set.indices_of_class(class);
     let mut cap = oneclass_preset(preset).baseline_train_images;
-    if preset == PresetArg::Paper
+    if preset == Preset::Paper
         && let Some(kind) = method.kind()
         && let Some(m) = ust_baselines::BaselineConfig::paper(kind).max_train_vectors
     {
@@ -386,7 +389,7 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
                     args.class
                 );
             }
-            let defaults = OneClassStudentConfig::preset(Preset::from(args.preset));
+            let defaults = OneClassStudentConfig::preset(args.preset);
             let config = OneClassStudentConfig {
                 seed: args.seed,
                 epochs: args.epochs.unwrap_or(defaults.epochs),
@@ -457,7 +460,7 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
         method: args.method.name().into(),
         teacher: teacher_path.display().to_string(),
         p,
-        preset: Preset::from(args.preset).to_string(),
+        preset: args.preset.to_string(),
         seed: args.seed,
         train_images,
         test_images: test_idx.len(),

@@ -31,7 +31,7 @@ use ust_detector::teacher::load_backbone;
 use ust_models::{Backbone, PatchNet};
 
 use super::oneclass::{DatasetArg, baseline_train_indices, load_dataset, test_indices};
-use super::teacher::PresetArg;
+use ust_detector::Preset;
 
 /// What the 1-NN runs on.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub struct QualityArgs {
     /// Subset sizes, as `ust oneclass`'s baselines (cpu: 1 000 reference images per class,
     /// 2 000 test images).
     #[arg(long, value_enum, default_value = "cpu")]
-    pub preset: PresetArg,
+    pub preset: Preset,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Also write the result as JSON here.
@@ -284,7 +284,7 @@ pub fn quality(args: &QualityArgs) -> Result<QualityReport> {
                    standardised on the class's reference images, PCA to 95 % of the variance, \
                    Euclidean distance to the nearest reference"
             .into(),
-        preset: ust_detector::Preset::from(args.preset).to_string(),
+        preset: args.preset.to_string(),
         seed: args.seed,
         datasets: results,
         seconds: started.elapsed().as_secs_f64(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ust_detector::{
     Device, IterationReport, Preset, RunPaths, RunStart, TeacherTrainer, TeacherTrainingConfig,
@@ -50,7 +50,7 @@ pub struct TrainArgs {
     pub config: PathBuf,
     /// The schedule to start from (overrides the file's `preset`; default cpu).
     #[arg(long, value_enum)]
-    pub preset: Option<PresetArg>,
+    pub preset: Option<Preset>,
     /// Continue from the checkpoint beside the output (same configuration; a larger
     /// --iterations extends the run).
     #[arg(long)]
@@ -68,24 +68,6 @@ pub struct TrainArgs {
     /// Total optimiser steps (overrides schedule.iterations).
     #[arg(long)]
     pub iterations: Option<usize>,
-}
-
-/// The presets, as command-line values.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PresetArg {
-    Paper,
-    Cpu,
-    Smoke,
-}
-
-impl From<PresetArg> for Preset {
-    fn from(p: PresetArg) -> Self {
-        match p {
-            PresetArg::Paper => Preset::Paper,
-            PresetArg::Cpu => Preset::Cpu,
-            PresetArg::Smoke => Preset::Smoke,
-        }
-    }
 }
 
 pub fn run(command: TeacherCommand) -> Result<ExitCode> {
@@ -119,7 +101,7 @@ pub fn run(command: TeacherCommand) -> Result<ExitCode> {
 /// The configuration of `args`: the file over the preset, then the command-line overrides.
 fn configuration(args: &TrainArgs) -> Result<TeacherTrainingConfig> {
     let mut config =
-        TeacherTrainingConfig::from_toml_file(&args.config, args.preset.map(Preset::from))?;
+        TeacherTrainingConfig::from_toml_file(&args.config, args.preset)?;
     if let Some(d) = &args.data {
         config.data.folder = d.display().to_string();
     }
@@ -260,7 +242,7 @@ mod tests {
     fn args(config: PathBuf, out: PathBuf, data: PathBuf) -> TrainArgs {
         TrainArgs {
             config,
-            preset: Some(PresetArg::Smoke),
+            preset: Some(Preset::Smoke),
             resume: false,
             out: Some(out),
             data: Some(data),

@@ -15,7 +15,6 @@ use ust_detector::{
 };
 use ust_models::BorderPadding;
 
-use super::teacher::PresetArg;
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -33,7 +32,7 @@ pub struct TrainArgs {
     pub students: Option<usize>,
     /// The schedule: paper (256 px, whole images, 100 epochs), cpu (this machine) or smoke.
     #[arg(long, value_enum, default_value = "cpu")]
-    pub preset: PresetArg,
+    pub preset: Preset,
     /// The run directory [default: runs/<category>-<preset>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -162,7 +161,7 @@ pub fn resolve_teachers(scales: &[usize], teachers: &[PathBuf]) -> Result<Vec<Sc
 /// The resolved run of `args`.
 pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
     let data = category_dir(&args.data, args.category.as_deref())?;
-    let preset = Preset::from(args.preset);
+    let preset = args.preset;
     let mut training = StudentTrainingConfig::preset(preset);
     if let Some(v) = args.students {
         training.students = v;
