@@ -2,7 +2,7 @@
 //! parses its arguments, calls the library crates, and reports (progress bars, tables, JSON).
 
 mod cmd;
-mod map_files;
+mod text;
 
 use clap::{Parser, Subcommand};
 

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::text::fmt_opt;
 use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use clap::{Args, Subcommand};
@@ -48,8 +49,8 @@ use ust_models::{BorderPadding, DenseConfig, DenseExtractor};
 use super::bench::peak_rss_mib;
 use super::evaluate::push_map;
 use super::predict::original_size_map;
-use ust_detector::Preset;
 use super::train::category_dir;
+use ust_detector::Preset;
 
 #[derive(Subcommand, Debug)]
 pub enum BaselineCommand {
@@ -425,10 +426,6 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
         reports.push(report);
     }
     Ok(reports)
-}
-
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into())
 }
 
 /// The report as Markdown.

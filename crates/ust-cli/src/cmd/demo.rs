@@ -12,8 +12,8 @@ use clap::Args;
 use ust_detector::models_dir::find_in_project;
 
 use super::evaluate::{EvaluateArgs, evaluate};
-use ust_detector::Preset;
 use super::train::{BorderArgs, TrainArgs, run_spec, train};
+use ust_detector::Preset;
 
 /// The bundled category, relative to the checkout.
 pub const BUNDLED_CATEGORY: &str = "data/paper_pa_bdp01_tl";

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::text::fmt_opt;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use rayon::prelude::*;
@@ -12,7 +13,7 @@ use ust_data::image_io::{decode_image, image_size};
 use ust_data::{MvtecCategory, TestSample, discover_categories};
 use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator, SegmentationScores};
 
-use crate::map_files::{AnomalyMap, MAP_EXTENSIONS, find_map, read_map, resize_bilinear};
+use ust_data::maps::{AnomalyMap, MAP_EXTENSIONS, find_map, read_map, resize_bilinear};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -279,10 +280,6 @@ fn read_binary_mask(path: &Path) -> Result<MaskPixels> {
         .map(|v| u8::from(v != 0))
         .collect();
     Ok((w, h, data))
-}
-
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"))
 }
 
 /// The report as a Markdown table.

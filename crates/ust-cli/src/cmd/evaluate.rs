@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::text::fmt_opt;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -460,10 +461,6 @@ fn score_terms_text(t: ScoreTerms) -> &'static str {
         ScoreTerms::Error => "e only (ablation: regression error)",
         ScoreTerms::Variance => "v only (ablation: predictive variance)",
     }
-}
-
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into())
 }
 
 /// The report as Markdown.

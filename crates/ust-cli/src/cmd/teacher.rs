@@ -100,8 +100,7 @@ pub fn run(command: TeacherCommand) -> Result<ExitCode> {
 
 /// The configuration of `args`: the file over the preset, then the command-line overrides.
 fn configuration(args: &TrainArgs) -> Result<TeacherTrainingConfig> {
-    let mut config =
-        TeacherTrainingConfig::from_toml_file(&args.config, args.preset)?;
+    let mut config = TeacherTrainingConfig::from_toml_file(&args.config, args.preset)?;
     if let Some(d) = &args.data {
         config.data.folder = d.display().to_string();
     }

@@ -15,7 +15,6 @@ use ust_detector::{
 };
 use ust_models::BorderPadding;
 
-
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// An MVTec-layout root (with --category) or one category folder (train/good, test/…).
