@@ -57,11 +57,26 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The receptive fields with a patch network.
 pub const PATCH_SIZES: [usize; 3] = [17, 33, 65];
 
-/// The shallow baselines (METHOD.md §8).
-pub const BASELINE_METHODS: [&str; 6] = ["knn", "kmeans", "ocsvm", "pca", "ae", "vae"];
+/// The names of the shallow baselines (METHOD.md §8), as `ust_baselines` defines them.
+pub fn baseline_methods() -> Vec<&'static str> {
+    ust_baselines::DescriptorMethod::ALL
+        .iter()
+        .map(|m| m.name())
+        .collect()
+}
 
-/// The presets.
-pub const PRESETS: [&str; 3] = ["paper", "cpu", "smoke"];
+/// The names of the presets, as `ust_detector` defines them.
+pub fn presets() -> Vec<&'static str> {
+    ust_detector::Preset::ALL.iter().map(|p| p.name()).collect()
+}
+
+/// The names of the anomaly score's terms, as `ust_detector` defines them (`e+v` first).
+pub fn score_terms() -> Vec<&'static str> {
+    ust_detector::ScoreTerms::ALL
+        .iter()
+        .map(|t| t.name())
+        .collect()
+}
 
 /// The one-class datasets.
 pub const ONE_CLASS_DATASETS: [&str; 2] = ["mnist", "cifar10"];
@@ -149,9 +164,6 @@ pub struct StudentsSection {
     pub student_sampling: Option<String>,
 }
 
-/// The values of `[students].score`.
-pub const SCORE_TERMS: [&str; 3] = ["e+v", "e", "v"];
-
 /// The border settings of `[students]`: key (also `ust train --KEY` with `-` for `_`), the
 /// values it takes, and the default, which is the student presets' own (a test in ust-cli
 /// checks that they agree). Every students cell records all three, so the cells trained before
@@ -175,7 +187,11 @@ impl StudentsSection {
 
     /// Every score term evaluated: `score` (or `e+v`), then `also_score`.
     pub fn all_scores(&self) -> Vec<String> {
-        let mut all = vec![self.score.clone().unwrap_or_else(|| SCORE_TERMS[0].into())];
+        let mut all = vec![
+            self.score
+                .clone()
+                .unwrap_or_else(|| score_terms()[0].into()),
+        ];
         all.extend(self.also_score.iter().cloned());
         all
     }
@@ -351,10 +367,10 @@ impl Experiment {
             .clone()
             .or_else(|| file.preset.clone())
             .unwrap_or_else(|| "cpu".into());
-        if !PRESETS.contains(&preset.as_str()) {
+        if !presets().contains(&preset.as_str()) {
             return Err(bad(format!(
                 "unknown preset {preset:?}; expected one of {}",
-                PRESETS.join(", ")
+                presets().join(", ")
             )));
         }
         let seeds = file.seeds.clone().unwrap_or_else(|| vec![0]);
@@ -428,19 +444,19 @@ impl Experiment {
         if let Some(s) = &file.students {
             check_scales(&s.scales, "[students].scales").map_err(bad)?;
             if let Some(t) = &s.score
-                && !SCORE_TERMS.contains(&t.as_str())
+                && !score_terms().contains(&t.as_str())
             {
                 return Err(bad(format!(
                     "[students].score is {t:?}; expected one of {}",
-                    SCORE_TERMS.join(", ")
+                    score_terms().join(", ")
                 )));
             }
             let all = s.all_scores();
             for (i, t) in all.iter().enumerate() {
-                if !SCORE_TERMS.contains(&t.as_str()) {
+                if !score_terms().contains(&t.as_str()) {
                     return Err(bad(format!(
                         "[students].also_score names {t:?}; expected one of {}",
-                        SCORE_TERMS.join(", ")
+                        score_terms().join(", ")
                     )));
                 }
                 if all[..i].contains(t) {
@@ -470,7 +486,7 @@ impl Experiment {
             }
         }
         if let Some(d) = &file.dense_baselines {
-            check_methods(&d.methods, &BASELINE_METHODS, "[dense_baselines].methods")
+            check_methods(&d.methods, &baseline_methods(), "[dense_baselines].methods")
                 .map_err(bad)?;
             check_scales(&[d.p], "[dense_baselines].p").map_err(bad)?;
             let (_, paddings, _) = STUDENT_BORDER_SETTINGS[0];
@@ -522,7 +538,7 @@ impl Experiment {
         unique(file.datasets.iter().map(|d| &d.name), "[[datasets]] names").map_err(bad)?;
         if let Some(o) = &file.one_class {
             let mut known: Vec<&str> = vec!["students"];
-            known.extend(BASELINE_METHODS);
+            known.extend(baseline_methods());
             check_methods(&o.methods, &known, "[one_class].methods").map_err(bad)?;
             if let Some(b) = &o.baseline_teacher
                 && !teachers.iter().any(|t| &t.variant.name == b)

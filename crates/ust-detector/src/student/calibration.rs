@@ -19,6 +19,9 @@ pub enum ScoreTerms {
 }
 
 impl ScoreTerms {
+    /// Every choice, the paper's first.
+    pub const ALL: [ScoreTerms; 3] = [ScoreTerms::Both, ScoreTerms::Error, ScoreTerms::Variance];
+
     /// The name written in reports and accepted on the command line.
     pub fn name(self) -> &'static str {
         match self {
