@@ -108,8 +108,8 @@ pub struct DeviationInputs<'a> {
     pub trains_teachers: bool,
     /// The students' score terms when not the paper's `e+v` (`[students].score`).
     pub ablated_score: Option<&'a str>,
-    /// The students' border settings (key, value), when the run trains students.
-    pub student_border: &'a [(String, String)],
+    /// The students' training settings (key, value), when the run trains students.
+    pub student_settings: &'a [(String, String)],
 }
 
 /// One line per deviation.
@@ -178,9 +178,9 @@ pub fn deviations(d: &DeviationInputs<'_>) -> Vec<String> {
             "Teacher variants trained here use the same preset as the rest of the run.".to_string(),
         );
     }
-    if !d.student_border.is_empty() {
+    if !d.student_settings.is_empty() {
         let value = |key: &str| {
-            d.student_border
+            d.student_settings
                 .iter()
                 .find(|(k, _)| k == key)
                 .map_or("?", |(_, v)| v.as_str())
@@ -194,6 +194,16 @@ pub fn deviations(d: &DeviationInputs<'_>) -> Vec<String> {
             value("crop_coverage"),
             value("student_sampling")
         ));
+        if value("standardize_inputs") == "true" {
+            out.push(
+                "Student inputs (the paper does not say): each channel standardised by the \
+                 training images' mean and standard deviation, folded into the students' first \
+                 convolution when the scale is saved (`[students].standardize_inputs`; a \
+                 reparametrisation that lets the p = 65 students learn at all, \
+                 crates/ust-detector/README.md)."
+                    .to_string(),
+            );
+        }
     }
     if let Some(t) = d.ablated_score {
         let term = match t {

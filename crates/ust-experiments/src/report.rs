@@ -613,10 +613,10 @@ pub fn render_markdown(plan: &Plan, results: &RunResults) -> String {
         TableKind::Table2 => e.teachers.iter().any(|t| t.lambdas.k > 0.0),
         _ => true,
     };
-    let student_border = e
+    let student_settings = e
         .students
         .as_ref()
-        .map(|st| st.border())
+        .map(|st| st.settings())
         .unwrap_or_default();
     let dev = paper::deviations(&paper::DeviationInputs {
         preset: &e.preset,
@@ -625,7 +625,7 @@ pub fn render_markdown(plan: &Plan, results: &RunResults) -> String {
         distilled_teacher: distilled,
         trains_teachers: e.teachers.iter().any(|t| t.variant.config.is_some()),
         ablated_score: e.students.as_ref().and_then(|st| st.ablated_score()),
-        student_border: &student_border,
+        student_settings: &student_settings,
     });
     let _ = writeln!(
         s,

@@ -69,9 +69,8 @@ pub enum Task {
         /// Further score terms evaluated beside (`[students].also_score`).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         also_score: Vec<String>,
-        /// The border settings of the training (key, value), see
-        /// [`crate::schema::STUDENT_BORDER_SETTINGS`].
-        border: Vec<(String, String)>,
+        /// The training settings (key, value), see [`crate::schema::STUDENT_SETTINGS`].
+        settings: Vec<(String, String)>,
     },
     DenseBaseline {
         data: PathBuf,
@@ -231,7 +230,7 @@ impl Job {
                 seed,
                 score,
                 also_score,
-                border,
+                settings,
             } => {
                 let model = cell.join(MODEL_DIR);
                 let scales_arg = scales
@@ -257,7 +256,7 @@ impl Job {
                 for t in teachers {
                     train.extend(["--teacher".into(), s(t)]);
                 }
-                for (key, value) in border {
+                for (key, value) in settings {
                     train.extend([format!("--{}", key.replace('_', "-")), value.clone()]);
                 }
                 let others = students_models_beside(cells_dir, category, &self.cell);
@@ -634,9 +633,11 @@ impl Plan {
                     .map(|t| fingerprint(t))
                     .collect::<Result<Vec<_>>>()?;
                 let score = st.ablated_score();
-                let border = st.border();
-                let border_value: serde_json::Map<String, Value> =
-                    border.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                let settings = st.settings();
+                let settings_value: serde_json::Map<String, Value> = settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect();
                 for c in &categories {
                     for &seed in &experiment.seeds {
                         let mut config = json!({"data": root_value, "category": c,
@@ -649,7 +650,7 @@ impl Plan {
                         if !st.also_score.is_empty() {
                             config["also_score"] = json!(st.also_score);
                         }
-                        config["border"] = Value::Object(border_value.clone());
+                        config["student_settings"] = Value::Object(settings_value.clone());
                         push(
                             &mut jobs,
                             format!("students/{c}/seed{seed}"),
@@ -664,7 +665,7 @@ impl Plan {
                                 seed,
                                 score: score.map(str::to_string),
                                 also_score: st.also_score.clone(),
-                                border: border.clone(),
+                                settings: settings.clone(),
                             },
                             vec![root.clone()],
                         );

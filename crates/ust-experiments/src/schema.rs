@@ -20,6 +20,7 @@
 //! padding = "replicate"         # zeros | replicate | reflect: the image border's extension
 //! crop_coverage = "uniform"     # uniform | inside: where training crops may lie
 //! student_sampling = "per-student"  # per-student | shared: the students' draws
+//! standardize_inputs = true     # students see each channel standardised (folded at the end)
 //!
 //! [dense_baselines]           # table1
 //! methods = ["knn", "kmeans", "ocsvm", "pca", "ae", "vae"]
@@ -162,13 +163,18 @@ pub struct StudentsSection {
     /// or shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub student_sampling: Option<String>,
+    /// Whether the students train on inputs standardised per channel (`ust train
+    /// --standardize-inputs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardize_inputs: Option<bool>,
 }
 
-/// The border settings of `[students]`: key (also `ust train --KEY` with `-` for `_`), the
-/// values it takes, and the default, which is the student presets' own (a test in ust-cli
-/// checks that they agree). Every students cell records all three, so the cells trained before
-/// the settings existed (zeros, inside, shared) are not taken for the new ones.
-pub const STUDENT_BORDER_SETTINGS: [(&str, &[&str], &str); 3] = [
+/// The training settings of `[students]` beyond the preset: key (also `ust train --KEY` with
+/// `-` for `_`), the values it takes, and the default, which is the student presets' own (a
+/// test in ust-cli checks that they agree). Every students cell records all of them, so the
+/// cells trained before a setting existed (zeros, inside, shared, raw inputs) are not taken
+/// for the new ones.
+pub const STUDENT_SETTINGS: [(&str, &[&str], &str); 4] = [
     ("padding", &["zeros", "replicate", "reflect"], "replicate"),
     ("crop_coverage", &["uniform", "inside"], "uniform"),
     (
@@ -176,6 +182,7 @@ pub const STUDENT_BORDER_SETTINGS: [(&str, &[&str], &str); 3] = [
         &["per-student", "shared"],
         "per-student",
     ),
+    ("standardize_inputs", &["true", "false"], "true"),
 ];
 
 impl StudentsSection {
@@ -196,19 +203,22 @@ impl StudentsSection {
         all
     }
 
-    /// The border settings as written in the file, in [`STUDENT_BORDER_SETTINGS`]' order.
-    fn border_given(&self) -> [&Option<String>; 3] {
-        [&self.padding, &self.crop_coverage, &self.student_sampling]
+    /// The settings as written in the file, in [`STUDENT_SETTINGS`]' order.
+    fn settings_given(&self) -> [Option<String>; 4] {
+        [
+            self.padding.clone(),
+            self.crop_coverage.clone(),
+            self.student_sampling.clone(),
+            self.standardize_inputs.map(|b| b.to_string()),
+        ]
     }
 
-    /// The border settings, given or default, in [`STUDENT_BORDER_SETTINGS`]' order.
-    pub fn border(&self) -> Vec<(String, String)> {
-        STUDENT_BORDER_SETTINGS
+    /// The settings, given or default, in [`STUDENT_SETTINGS`]' order.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        STUDENT_SETTINGS
             .iter()
-            .zip(self.border_given())
-            .map(|(&(key, _, default), v)| {
-                (key.to_string(), v.clone().unwrap_or_else(|| default.into()))
-            })
+            .zip(self.settings_given())
+            .map(|(&(key, _, default), v)| (key.to_string(), v.unwrap_or_else(|| default.into())))
             .collect()
     }
 }
@@ -231,7 +241,7 @@ pub struct DenseBaselinesSection {
 impl DenseBaselinesSection {
     /// The padding, given or the students' default.
     pub fn padding(&self) -> String {
-        let (_, _, default) = STUDENT_BORDER_SETTINGS[0];
+        let (_, _, default) = STUDENT_SETTINGS[0];
         self.padding.clone().unwrap_or_else(|| default.into())
     }
 }
@@ -466,7 +476,7 @@ impl Experiment {
                     )));
                 }
             }
-            for ((key, values, _), v) in STUDENT_BORDER_SETTINGS.iter().zip(s.border_given()) {
+            for ((key, values, _), v) in STUDENT_SETTINGS.iter().zip(s.settings_given()) {
                 if let Some(v) = v
                     && !values.contains(&v.as_str())
                 {
@@ -489,7 +499,7 @@ impl Experiment {
             check_methods(&d.methods, &baseline_methods(), "[dense_baselines].methods")
                 .map_err(bad)?;
             check_scales(&[d.p], "[dense_baselines].p").map_err(bad)?;
-            let (_, paddings, _) = STUDENT_BORDER_SETTINGS[0];
+            let (_, paddings, _) = STUDENT_SETTINGS[0];
             if let Some(v) = &d.padding
                 && !paddings.contains(&v.as_str())
             {

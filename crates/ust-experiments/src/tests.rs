@@ -249,6 +249,8 @@ fn table1_jobs_expand_in_a_stable_order_with_distinct_cells() {
         "uniform",
         "--student-sampling",
         "per-student",
+        "--standardize-inputs",
+        "true",
     ]
     .map(String::from)
     .to_vec();
@@ -444,9 +446,9 @@ fn hashes_are_stable_and_follow_every_input() {
     // The hash is over the canonical JSON of the config the job records.
     assert_eq!(base.jobs[0].hash, crate::config_hash(&base.jobs[0].config));
     assert_eq!(
-        base.jobs[0].config["border"],
+        base.jobs[0].config["student_settings"],
         json!({"padding": "replicate", "crop_coverage": "uniform",
-               "student_sampling": "per-student"})
+               "student_sampling": "per-student", "standardize_inputs": "true"})
     );
     assert_eq!(
         base.jobs[0].config["schema"],
@@ -709,7 +711,7 @@ fn an_ablated_score_is_its_own_cell_and_evaluates_with_its_terms() {
     let defaults = f
         .plan(&text(
             "padding = \"replicate\"\ncrop_coverage = \"uniform\"\n\
-             student_sampling = \"per-student\"\n",
+             student_sampling = \"per-student\"\nstandardize_inputs = true\n",
         ))
         .unwrap();
     assert_eq!(defaults.jobs[0].hash, paper.jobs[0].hash);
@@ -739,6 +741,23 @@ fn an_ablated_score_is_its_own_cell_and_evaluates_with_its_terms() {
         let md = render_markdown(&other, &RunResults::new(meta(&other), &other, vec![]));
         assert!(md.contains(&format!("`{value}`")), "{md}");
     }
+    // Raw student inputs: their own cell, `--standardize-inputs false`, and no line in the
+    // deviations (which names the standardisation only when it is in force).
+    let raw = f.plan(&text("standardize_inputs = false\n")).unwrap();
+    assert_ne!(raw.jobs[0].hash, paper.jobs[0].hash);
+    let train = raw.jobs[0].steps(cells_dir, false)[0].args.clone();
+    assert!(
+        train
+            .windows(2)
+            .any(|w| w == ["--standardize-inputs", "false"]),
+        "{train:?}"
+    );
+    let standardised = "each channel standardised by the training images' mean";
+    assert!(md.contains(standardised), "{md}");
+    let md_raw = render_markdown(&raw, &RunResults::new(meta(&raw), &raw, vec![]));
+    assert!(!md_raw.contains(standardised), "{md_raw}");
+    let msg = err_of(f.plan(&text("standardize_inputs = \"yes\"\n")));
+    assert!(msg.contains("standardize_inputs"), "{msg}");
     let msg = err_of(f.plan(&text("padding = \"mirror\"\n")));
     assert!(
         msg.contains("[students].padding") && msg.contains("zeros, replicate, reflect"),

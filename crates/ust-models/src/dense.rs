@@ -462,14 +462,13 @@ mod tests {
     }
 
     /// Gradients flow through both dense constructions to the network's parameters and agree.
-    #[test]
-    fn dense_is_differentiable() {
+    fn dense_is_differentiable(p: usize) {
         let dev = Device::Cpu;
         let images = Tensor::rand(0f32, 1f32, (1, 3, 11, 10), &dev).unwrap();
         let target = Tensor::randn(0f32, 1.0, (1, 128, 11, 10), &dev).unwrap();
         let mut grads_by_method = Vec::new();
         for method in [DenseMethod::MultiPool, DenseMethod::Dilated] {
-            let (net, varmap) = seeded_patch_net(PatchNetConfig::new(33), 5);
+            let (net, varmap) = seeded_patch_net(PatchNetConfig::new(p), 5);
             let dense = DenseExtractor::new(
                 net,
                 DenseConfig {
@@ -485,7 +484,7 @@ mod tests {
                 .unwrap();
             let grads = loss.backward().unwrap();
             let vars = varmap.data().lock().unwrap();
-            let g: Vec<Tensor> = PatchNetConfig::new(33)
+            let g: Vec<Tensor> = PatchNetConfig::new(p)
                 .parameter_names()
                 .iter()
                 .map(|n| {
@@ -506,6 +505,16 @@ mod tests {
             assert!(scale > 0.0);
             assert_close(a, b, 1e-4 * scale.max(1.0), "parameter gradient");
         }
+    }
+
+    #[test]
+    fn dense_is_differentiable_p33() {
+        dense_is_differentiable(33);
+    }
+
+    #[test]
+    fn dense_is_differentiable_p65() {
+        dense_is_differentiable(65);
     }
 
     #[test]

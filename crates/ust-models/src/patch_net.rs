@@ -301,6 +301,35 @@ impl PatchNet {
         }
     }
 
+    /// The network that gives on `x` what this one gives on `x·scale + shift` (per input
+    /// channel), detached: the affine map folded into the first convolution,
+    /// W′[o,c] = W[o,c]·scale_c and b′[o] = b[o] + Σ_{c,i,j} W[o,c,i,j]·shift_c. Exact for every
+    /// input because the convolutions are valid (no padding inside the network). Students train
+    /// on standardised inputs and are saved folded, so a scale file holds ordinary networks.
+    pub fn fold_input_affine(&self, scale: &[f32], shift: &[f32]) -> Result<Self> {
+        let c = self.config.in_channels;
+        if scale.len() != c || shift.len() != c {
+            return Err(ModelError::InvalidConfig(format!(
+                "input affine map has {} scales and {} shifts for {c} input channels",
+                scale.len(),
+                shift.len()
+            )));
+        }
+        let mut layers = self.detach().layers;
+        if let Some(Layer::Conv(first)) = layers.first_mut() {
+            let device = first.weight.device().clone();
+            let scale_t = Tensor::from_slice(scale, (1, c, 1, 1), &device)?;
+            let shift_t = Tensor::from_slice(shift, (1, c, 1, 1), &device)?;
+            let bias_shift = first.weight.broadcast_mul(&shift_t)?.sum((1, 2, 3))?;
+            first.bias = (&first.bias + bias_shift)?;
+            first.weight = first.weight.broadcast_mul(&scale_t)?;
+        }
+        Ok(Self {
+            config: self.config.clone(),
+            layers,
+        })
+    }
+
     /// The parameters by name (`conv{i}.weight`, `conv{i}.bias`).
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
         self.layers
@@ -645,6 +674,47 @@ mod tests {
                 "{cfg:?}"
             );
         }
+    }
+
+    /// Folding x ↦ x·a + b into the first layer gives, on x, the network's output on x·a + b.
+    #[test]
+    fn folded_input_affine_matches_the_transformed_input() {
+        let dev = Device::Cpu;
+        let net = PatchNet::new(
+            PatchNetConfig::new(17),
+            VarBuilder::from_varmap(&VarMap::new(), DType::F32, &dev),
+        )
+        .unwrap();
+        let (scale, shift) = ([20.0f32, 0.5, 3.0], [-12.0f32, 0.25, 1.5]);
+        let folded = net.fold_input_affine(&scale, &shift).unwrap();
+        let x = Tensor::rand(0f32, 1f32, (2, 3, 17, 17), &dev).unwrap();
+        let transformed = x
+            .broadcast_mul(&Tensor::from_slice(&scale, (1, 3, 1, 1), &dev).unwrap())
+            .unwrap()
+            .broadcast_add(&Tensor::from_slice(&shift, (1, 3, 1, 1), &dev).unwrap())
+            .unwrap();
+        let want = net.descriptors(&transformed).unwrap();
+        let got = folded.descriptors(&x).unwrap();
+        let diff = (want.clone() - got)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let size = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            size > 0.0 && diff <= 1e-4 * size,
+            "diff {diff} at size {size}"
+        );
+        assert!(net.fold_input_affine(&scale[..2], &shift).is_err());
     }
 
     /// The network's first layer by hand: conv + bias + leaky ReLU at one output element.

@@ -12,7 +12,7 @@ use clap::Args;
 use ust_detector::models_dir::find_in_project;
 
 use super::evaluate::{EvaluateArgs, evaluate};
-use super::train::{BorderArgs, TrainArgs, run_spec, train};
+use super::train::{StudentSettingArgs, TrainArgs, run_spec, train};
 use ust_detector::Preset;
 
 /// The bundled category, relative to the checkout.
@@ -48,7 +48,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     #[command(flatten)]
-    pub border: BorderArgs,
+    pub settings: StudentSettingArgs,
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -85,7 +85,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         lr: None,
         max_train_images: None,
         seed: None,
-        border: args.border.clone(),
+        settings: args.settings.clone(),
         reuse: Vec::new(),
     };
     let (spec, _) = run_spec(&train_args)?;

@@ -64,7 +64,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     #[command(flatten)]
-    pub border: BorderArgs,
+    pub settings: StudentSettingArgs,
     /// Another run directory (repeatable) to copy a scale from instead of training it, when
     /// that run used the same data folder, an identical teacher file for the scale and the
     /// same resolved training configuration; others are passed over.
@@ -72,9 +72,10 @@ pub struct TrainArgs {
     pub reuse: Vec<PathBuf>,
 }
 
-/// How the image border is handled in training and scoring; each overrides the preset.
+/// How the students train beyond the preset's schedule (the image border, their draws, their
+/// inputs); each overrides the preset.
 #[derive(Args, Debug, Clone, Default)]
-pub struct BorderArgs {
+pub struct StudentSettingArgs {
     /// Border extension for the teacher's targets, the students and scoring: zeros,
     /// replicate or reflect [preset: replicate].
     #[arg(long)]
@@ -87,9 +88,13 @@ pub struct BorderArgs {
     /// (shared) [preset: per-student].
     #[arg(long)]
     pub student_sampling: Option<StudentSampling>,
+    /// Whether the students train on inputs standardised per channel by the training images'
+    /// statistics (true), or on the raw pixels (false) [preset: true].
+    #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub standardize_inputs: Option<bool>,
 }
 
-impl BorderArgs {
+impl StudentSettingArgs {
     /// `training` with the given settings.
     pub fn apply(&self, training: &mut StudentTrainingConfig) {
         if let Some(v) = self.padding {
@@ -100,6 +105,9 @@ impl BorderArgs {
         }
         if let Some(v) = self.student_sampling {
             training.student_sampling = v;
+        }
+        if let Some(v) = self.standardize_inputs {
+            training.standardize_inputs = v;
         }
     }
 }
@@ -186,7 +194,7 @@ pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
     if let Some(v) = args.seed {
         training.seed = v;
     }
-    args.border.apply(&mut training);
+    args.settings.apply(&mut training);
     let spec = RunSpec {
         data: data.clone(),
         scales: resolve_teachers(&args.scales, &args.teacher)?,
@@ -288,34 +296,44 @@ impl StudentObserver for StudentProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ust_experiments::schema::STUDENT_BORDER_SETTINGS;
+    use ust_experiments::schema::STUDENT_SETTINGS;
 
-    /// The experiment files' border settings take exactly the values `ust train` parses, and
+    /// The experiment files' student settings take exactly the values `ust train` parses, and
     /// their defaults are every preset's own, so a cell that names none trains as `ust train`.
     #[test]
-    fn experiment_border_settings_match_the_training_presets() {
+    fn experiment_student_settings_match_the_training_presets() {
         for preset in Preset::ALL {
             let config = StudentTrainingConfig::preset(preset);
             let defaults = [
-                config.padding.name(),
-                config.crop_coverage.name(),
-                config.student_sampling.name(),
+                config.padding.name().to_string(),
+                config.crop_coverage.name().to_string(),
+                config.student_sampling.name().to_string(),
+                config.standardize_inputs.to_string(),
             ];
-            for ((key, _, default), preset_value) in STUDENT_BORDER_SETTINGS.iter().zip(defaults) {
-                assert_eq!(default, &preset_value, "{key} in the {preset} preset");
+            for ((key, _, default), preset_value) in STUDENT_SETTINGS.iter().zip(defaults) {
+                assert_eq!(*default, preset_value, "{key} in the {preset} preset");
             }
         }
         let sorted = |mut v: Vec<&'static str>| {
             v.sort();
             v
         };
-        let [(_, paddings, _), (_, coverages, _), (_, samplings, _)] = STUDENT_BORDER_SETTINGS;
+        let [
+            (_, paddings, _),
+            (_, coverages, _),
+            (_, samplings, _),
+            (_, standardize, _),
+        ] = STUDENT_SETTINGS;
         let parsed = [
             BorderPadding::ALL.iter().map(|m| m.name()).collect(),
             CropCoverage::ALL.iter().map(|m| m.name()).collect(),
             StudentSampling::ALL.iter().map(|m| m.name()).collect(),
+            vec!["true", "false"],
         ];
-        for (listed, parsed) in [paddings, coverages, samplings].into_iter().zip(parsed) {
+        for (listed, parsed) in [paddings, coverages, samplings, standardize]
+            .into_iter()
+            .zip(parsed)
+        {
             assert_eq!(sorted(listed.to_vec()), sorted(parsed));
         }
     }

@@ -41,6 +41,12 @@ pub struct StudentTrainingConfig {
     /// inputs and every later scoring (files written before this setting: `zeros`).
     #[serde(default)]
     pub padding: BorderPadding,
+    /// Whether the students train on inputs standardised per channel by the training images'
+    /// mean and standard deviation (folded into their first convolution when the scale file is
+    /// written, so scoring needs nothing extra). Files written before this setting: `false`.
+    /// A reparametrisation, not a change of the model: measured in the detector README.
+    #[serde(default)]
+    pub standardize_inputs: bool,
     /// Use at most this many training images (a seeded subset); 0 uses all.
     pub max_train_images: usize,
     /// Fraction of `train/good` held out for the score calibration (at least one image).
@@ -66,6 +72,7 @@ impl StudentTrainingConfig {
             crop_coverage: CropCoverage::Uniform,
             student_sampling: StudentSampling::PerStudent,
             padding: BorderPadding::Replicate,
+            standardize_inputs: true,
             max_train_images: 0,
             validation_fraction: 0.1,
             optimizer: AdamConfig {

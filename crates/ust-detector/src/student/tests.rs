@@ -343,16 +343,22 @@ fn a_constant_image_scores_the_same_everywhere_without_zero_padding() {
     }
 }
 
-/// A configuration written before the border settings existed reads as what those runs did.
+/// A configuration written before the border settings and the input standardisation existed
+/// reads as what those runs did.
 #[test]
-fn configurations_without_the_border_settings_read_as_the_old_behaviour() {
+fn configurations_without_the_later_settings_read_as_the_old_behaviour() {
     let text = StudentTrainingConfig::cpu().to_toml().unwrap();
     let old: String = text
         .lines()
         .filter(|l| {
-            !["crop_coverage", "student_sampling", "padding"]
-                .iter()
-                .any(|k| l.starts_with(k))
+            ![
+                "crop_coverage",
+                "student_sampling",
+                "padding",
+                "standardize_inputs",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
         })
         .map(|l| format!("{l}\n"))
         .collect();
@@ -361,7 +367,9 @@ fn configurations_without_the_border_settings_read_as_the_old_behaviour() {
     assert_eq!(read.padding, BorderPadding::Zeros);
     assert_eq!(read.crop_coverage, CropCoverage::Inside);
     assert_eq!(read.student_sampling, StudentSampling::Shared);
+    assert!(!read.standardize_inputs);
     let cpu = StudentTrainingConfig::cpu();
+    assert!(cpu.standardize_inputs);
     assert_eq!(
         (cpu.padding, cpu.crop_coverage, cpu.student_sampling),
         (

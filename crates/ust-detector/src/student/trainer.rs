@@ -194,6 +194,9 @@ pub struct ScaleTrainer {
     /// Training images, padded by (p−1)/2 with the run's border padding, each
     /// (1, 3, H+p−1, W+p−1).
     padded: Vec<Tensor>,
+    /// The students' input map x ↦ x·scale + shift per channel (standardisation), when the
+    /// configuration asks for it.
+    input_affine: Option<InputAffine>,
     validation: Vec<Tensor>,
     targets: Option<TeacherTargets>,
     targets_s: f64,
@@ -226,6 +229,61 @@ fn image_tensor(image: &ChwImage, size: usize, device: &Device) -> Result<Tensor
         )));
     }
     Ok(image.to_tensor(device)?.unsqueeze(0)?)
+}
+
+/// x ↦ x·scale + shift per input channel.
+#[derive(Debug, Clone)]
+struct InputAffine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    /// The same as (1, C, 1, 1) tensors.
+    scale_t: Tensor,
+    shift_t: Tensor,
+}
+
+/// A standard deviation below this (a nearly constant channel) is replaced by it, so the
+/// standardisation never amplifies noise more than 1 000-fold.
+const MIN_INPUT_STD: f64 = 1e-3;
+
+impl InputAffine {
+    /// The per-channel standardisation over every pixel of `images` (each (1, C, H, W)).
+    fn standardisation(images: &[Tensor]) -> Result<Self> {
+        let c = images[0].dim(1)?;
+        let (mut sum, mut sum_sq, mut n) = (vec![0f64; c], vec![0f64; c], 0usize);
+        for image in images {
+            let data = image.flatten_all()?.to_vec1::<f32>()?;
+            let plane = data.len() / c;
+            for (k, values) in data.chunks_exact(plane).enumerate() {
+                for &x in values {
+                    sum[k] += x as f64;
+                    sum_sq[k] += (x as f64) * (x as f64);
+                }
+            }
+            n += plane;
+        }
+        let (mut scale, mut shift) = (Vec::with_capacity(c), Vec::with_capacity(c));
+        for k in 0..c {
+            let mean = sum[k] / n as f64;
+            let std = (sum_sq[k] / n as f64 - mean * mean)
+                .max(0.0)
+                .sqrt()
+                .max(MIN_INPUT_STD);
+            scale.push((1.0 / std) as f32);
+            shift.push((-mean / std) as f32);
+        }
+        let device = images[0].device();
+        Ok(Self {
+            scale_t: Tensor::from_slice(&scale, (1, c, 1, 1), device)?,
+            shift_t: Tensor::from_slice(&shift, (1, c, 1, 1), device)?,
+            scale,
+            shift,
+        })
+    }
+
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.broadcast_mul(&self.scale_t)?
+            .broadcast_add(&self.shift_t)?)
+    }
 }
 
 impl ScaleTrainer {
@@ -266,6 +324,18 @@ impl ScaleTrainer {
             .iter()
             .map(|im| image_tensor(im, config.image_size, device))
             .collect::<Result<Vec<_>>>()?;
+        let input_affine = if config.standardize_inputs {
+            let size = config.image_size;
+            let unpadded = padded
+                .iter()
+                .map(|t| t.narrow(2, half, size)?.narrow(3, half, size))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let affine = InputAffine::standardisation(&unpadded)?;
+            tracing::debug!(scale = ?affine.scale, shift = ?affine.shift, "student inputs standardised");
+            Some(affine)
+        } else {
+            None
+        };
         let architecture = teacher.config().clone();
         let mut students = Vec::with_capacity(config.students);
         for m in 0..config.students {
@@ -294,6 +364,7 @@ impl ScaleTrainer {
             teacher: DenseExtractor::new(teacher.detach(), dense_config),
             students,
             padded,
+            input_affine,
             validation,
             targets: None,
             targets_s: 0.0,
@@ -439,6 +510,10 @@ impl ScaleTrainer {
             let target = targets.targets[index]
                 .narrow(2, row, height)?
                 .narrow(3, col, width)?;
+            let input = match &self.input_affine {
+                Some(affine) => affine.apply(&input)?,
+                None => input,
+            };
             let prediction = self.students[m].dense.extract_padded(&input)?;
             let loss = student_regression_loss(&prediction, &target)?;
             let value = loss.to_scalar::<f32>()? as f64;
@@ -510,9 +585,9 @@ impl ScaleTrainer {
         let started = Instant::now();
         let targets = self.targets.as_ref().expect("computed above");
         let frozen: Vec<DenseExtractor> = self
-            .students
-            .iter()
-            .map(|s| DenseExtractor::new(s.dense.net().detach(), self.config.dense_config()))
+            .frozen_students()?
+            .into_iter()
+            .map(|net| DenseExtractor::new(net, self.config.dense_config()))
             .collect();
         let mut maps = Vec::with_capacity(self.validation.len());
         for image in &self.validation {
@@ -615,6 +690,18 @@ impl ScaleTrainer {
         ))
     }
 
+    /// The students as they score raw images: detached, with the input standardisation (if
+    /// any) folded into their first convolution.
+    fn frozen_students(&self) -> Result<Vec<PatchNet>> {
+        self.students
+            .iter()
+            .map(|s| match &self.input_affine {
+                Some(a) => Ok(s.dense.net().fold_input_affine(&a.scale, &a.shift)?),
+                None => Ok(s.dense.net().detach()),
+            })
+            .collect()
+    }
+
     fn write_model(
         &self,
         calibration: &Calibration,
@@ -629,8 +716,8 @@ impl ScaleTrainer {
             .into_iter()
             .map(|(n, t)| (format!("teacher.{n}"), t))
             .collect();
-        for (m, student) in self.students.iter().enumerate() {
-            for (name, t) in student.dense.net().parameters() {
+        for (m, net) in self.frozen_students()?.iter().enumerate() {
+            for (name, t) in net.parameters() {
                 tensors.push((format!("student{m}.{name}"), t));
             }
         }
@@ -662,5 +749,52 @@ impl ScaleTrainer {
             ),
         ]);
         write_safetensors(&self.paths.model, tensors, metadata)
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+
+    /// The standardisation maps the images' pixels of each channel to mean 0 and standard
+    /// deviation 1 (closed form: the population statistics over every image).
+    #[test]
+    fn standardisation_gives_zero_mean_and_unit_std_per_channel() {
+        let dev = Device::Cpu;
+        let a = Tensor::from_vec(
+            vec![0.2f32, 0.4, 0.6, 0.8, 0.5, 0.5, 0.5, 0.51],
+            (1, 2, 2, 2),
+            &dev,
+        )
+        .unwrap();
+        let b = Tensor::from_vec(
+            vec![0.1f32, 0.3, 0.5, 0.7, 0.52, 0.5, 0.49, 0.5],
+            (1, 2, 2, 2),
+            &dev,
+        )
+        .unwrap();
+        let affine = InputAffine::standardisation(&[a.clone(), b.clone()]).unwrap();
+        let all = Tensor::cat(&[affine.apply(&a).unwrap(), affine.apply(&b).unwrap()], 0)
+            .unwrap()
+            .transpose(0, 1)
+            .unwrap()
+            .flatten_from(1)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (c, values) in all.iter().enumerate() {
+            let n = values.len() as f32;
+            let mean = values.iter().sum::<f32>() / n;
+            let var = values.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+            assert!(mean.abs() < 1e-5, "channel {c}: mean {mean}");
+            assert!((var - 1.0).abs() < 1e-4, "channel {c}: variance {var}");
+        }
+        // Channel 0 by hand: mean 0.45, population std sqrt(0.0525).
+        assert!((affine.scale[0] - 1.0 / 0.0525f32.sqrt()).abs() < 1e-3);
+        assert!((affine.shift[0] + 0.45 / 0.0525f32.sqrt()).abs() < 1e-3);
+        // A constant channel is not blown up beyond 1/MIN_INPUT_STD.
+        let flat = Tensor::full(0.5f32, (1, 1, 3, 3), &dev).unwrap();
+        let affine = InputAffine::standardisation(&[flat]).unwrap();
+        assert!((affine.scale[0] as f64 - 1.0 / MIN_INPUT_STD).abs() < 1e-2);
     }
 }
