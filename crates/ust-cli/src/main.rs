@@ -2,6 +2,7 @@
 //! parses its arguments, calls the library crates, and reports (progress bars, tables, JSON).
 
 mod cmd;
+mod device;
 mod text;
 
 use clap::{Parser, Subcommand};

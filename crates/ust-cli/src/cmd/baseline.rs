@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::device::DeviceArgs;
 use crate::text::fmt_opt;
 use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
@@ -61,6 +62,8 @@ pub enum BaselineCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct DenseArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// An MVTec-layout root (with --category) or one category folder.
     #[arg(long)]
     pub data: PathBuf,
@@ -234,7 +237,7 @@ fn standardised_rows(
 /// fitted and scored exactly as it would be alone.
 pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
     let started = Instant::now();
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     if args.method.len() != args.out.len() {
         bail!(
             "--method and --out pair up: {} methods but {} report folders",

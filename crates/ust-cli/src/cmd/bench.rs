@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::device::DeviceArgs;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use ust_detector::{Device, StudentTrainingConfig};
+use ust_detector::StudentTrainingConfig;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -19,6 +20,8 @@ pub enum BenchCommand {
 
 #[derive(Args, Debug)]
 pub struct DenseArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Receptive field: 17, 33 or 65.
     #[arg(long, default_value_t = 65)]
     pub p: usize,
@@ -100,7 +103,7 @@ fn dense(args: DenseArgs) -> Result<ExitCode> {
             .build_global()
             .context("setting the thread count")?;
     }
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let config = PatchNetConfig::new(args.p);
     config.check()?;
     let varmap = VarMap::new();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ust_detector::models_dir::find_in_project;
@@ -23,6 +24,8 @@ pub const DEMO_EPOCHS: usize = 10;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Where everything goes.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
@@ -68,6 +71,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             .with_context(|| format!("removing {}", args.out.display()))?;
     }
     let train_args = TrainArgs {
+        device: args.device.clone(),
         data: data.clone(),
         category: None,
         scales: args.scales.clone(),
@@ -104,10 +108,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         data.display(),
         spec.training.preset
     );
-    if train(&spec, &run_dir, true, &[])?.is_none() {
+    if train(&spec, &run_dir, true, &[], &args.device.open()?)?.is_none() {
         return Ok(ExitCode::FAILURE);
     }
     let (report, out) = evaluate(&EvaluateArgs {
+        device: args.device.clone(),
         run_dir: run_dir.clone(),
         data: None,
         category: None,

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::device::DeviceArgs;
 use crate::text::fmt_opt;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use ust_data::MvtecCategory;
 use ust_detector::pipeline::{TRAIN_SUMMARY_FILE, mean_over_scales};
-use ust_detector::{Detector, Device, ScoreTerms, TrainReport};
+use ust_detector::{Detector, ScoreTerms, TrainReport};
 use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator, SegmentationScores};
 
 use super::bench::peak_rss_mib;
@@ -29,6 +30,8 @@ pub const STOP_AFTER_ENV: &str = "UST_EVALUATE_STOP_AFTER";
 
 #[derive(Args, Debug, Clone)]
 pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// A run directory written by `ust train`.
     pub run_dir: PathBuf,
     /// An MVTec-layout root (with --category) or a category folder [default: the category the
@@ -150,7 +153,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
 
 /// Predicts, evaluates and writes the report; returns it with the report folder.
 pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     for (i, t) in args.score.iter().enumerate() {
         if args.score[..i].contains(t) {
             anyhow::bail!("--score names {t} twice");

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Instant, SystemTime};
 
+use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ust_experiments::cell::{is_done, utc_compact, utc_timestamp};
@@ -32,6 +33,10 @@ const STDERR_TAIL: usize = 40;
 
 #[derive(Args, Debug, Clone)]
 pub struct ExperimentArgs {
+    /// Where the jobs' networks run (passed to every job that runs networks; results and cell
+    /// hashes do not depend on it).
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// The experiment file (experiments/table1.toml, table2.toml, ablation_p.toml).
     pub file: PathBuf,
     /// The schedule of every job (overrides the file's `preset`).
@@ -70,6 +75,8 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
     if args.parallel == 0 {
         bail!("--parallel must be at least 1 (jobs at once)");
     }
+    // A device that cannot be opened fails here, not in every job.
+    args.device.open()?;
     let started = Instant::now();
     let started_at = SystemTime::now();
     let overrides = Overrides {
@@ -129,7 +136,10 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        let executor = Subprocess { exe: ust_binary()? };
+        let executor = Subprocess {
+            exe: ust_binary()?,
+            device: args.device.device.clone(),
+        };
         let status = run_job(job, &cells_dir, args.force, (k, selected.len()), &executor)?;
         return Ok(match status {
             CellStatus::Done { result, .. } => {
@@ -152,7 +162,10 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
             force: args.force,
             file: args.file.clone(),
         };
-        let executor = Subprocess { exe: ust_binary()? };
+        let executor = Subprocess {
+            exe: ust_binary()?,
+            device: args.device.device.clone(),
+        };
         statuses = run_selected(&plan, &selected, &cells_dir, &options, &executor)?;
     }
 
@@ -206,6 +219,30 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
 /// The runner's executor: every command a subprocess of this binary.
 struct Subprocess {
     exe: PathBuf,
+    /// `--device` of the jobs that run networks.
+    device: String,
+}
+
+/// The job commands that take `--device` (the others only read and write files).
+const DEVICE_COMMANDS: [&[&str]; 5] = [
+    &["train"],
+    &["evaluate"],
+    &["oneclass"],
+    &["teacher", "train"],
+    &["baseline", "dense"],
+];
+
+/// `args` with `--device DEVICE` appended when the command runs networks on another device
+/// than the CPU (so the CPU runs' command lines stay as they were).
+fn with_device(args: &[String], device: &str) -> Vec<String> {
+    let mut out = args.to_vec();
+    let runs_networks = DEVICE_COMMANDS
+        .iter()
+        .any(|c| c.len() <= args.len() && c.iter().zip(args).all(|(a, b)| a == b));
+    if device != "cpu" && runs_networks {
+        out.extend(["--device".to_string(), device.to_string()]);
+    }
+    out
 }
 
 impl Executor for Subprocess {
@@ -216,7 +253,8 @@ impl Executor for Subprocess {
         threads: Option<usize>,
         log: &mut dyn Write,
     ) -> std::result::Result<CommandOutcome, String> {
-        run_command(&self.exe, args, name, threads, log).map_err(|e| format!("{e:#}"))
+        let args = with_device(args, &self.device);
+        run_command(&self.exe, &args, name, threads, log).map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -334,6 +372,27 @@ impl PeakMemory {
 
 #[cfg(test)]
 mod tests {
+
+    /// Only the commands that run networks get `--device`, and only off the CPU.
+    #[test]
+    fn the_device_reaches_the_jobs_that_run_networks() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let train = args(&["train", "--data", "d"]);
+        assert_eq!(with_device(&train, "cpu"), train);
+        assert_eq!(
+            with_device(&train, "cuda:1"),
+            args(&["train", "--data", "d", "--device", "cuda:1"])
+        );
+        let dense = args(&["baseline", "dense", "--p", "65"]);
+        assert_eq!(with_device(&dense, "cuda").len(), dense.len() + 2);
+        for files_only in [
+            args(&["teacher", "export", "a", "b"]),
+            args(&["teacher", "info", "a"]),
+        ] {
+            assert_eq!(with_device(&files_only, "cuda"), files_only);
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use clap::{Args, ValueEnum};
@@ -93,6 +94,8 @@ impl OneClassMethod {
 
 #[derive(Args, Debug, Clone)]
 pub struct OneclassArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// The dataset.
     #[arg(long, value_enum)]
     pub dataset: DatasetArg,
@@ -332,7 +335,7 @@ fn descriptors(teacher: &PatchNet, images: &Tensor) -> Result<ust_baselines::nda
 /// Runs the cell and writes the report; returns it.
 pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
     let started = Instant::now();
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     if args.class > 9 {
         bail!(
             "--class {} is not a class of {} (0–9)",

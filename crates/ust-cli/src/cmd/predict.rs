@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use ust_data::AnomalyMap;
@@ -14,7 +15,7 @@ use ust_data::maps::{
     write_overlay_png,
 };
 use ust_detector::pipeline::ScoreQuantiles;
-use ust_detector::{Detector, Device, Prediction};
+use ust_detector::{Detector, Prediction};
 
 /// What `ust predict` writes per image.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub enum OutputFormat {
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// A run directory written by `ust train`.
     pub run_dir: PathBuf,
     /// Image files and folders (searched recursively); outputs keep their relative paths.
@@ -192,7 +195,7 @@ pub fn thresholds(
 }
 
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let detector = Detector::load(&args.run_dir, args.scales.as_deref(), &device)
         .with_context(|| format!("loading {}", args.run_dir.display()))?;
     let (quantiles, threshold) = thresholds(&detector, &args.run_dir, args.threshold, args.fpr)?;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
@@ -56,6 +57,8 @@ impl FeatureSource {
 
 #[derive(Args, Debug)]
 pub struct QualityArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// The teacher file (needed for `--features teacher`; gives p for `pixels`).
     pub teacher: Option<PathBuf>,
     /// What the 1-NN runs on.
@@ -172,7 +175,7 @@ pub fn run(args: QualityArgs) -> Result<ExitCode> {
 /// Runs the check on every dataset asked for.
 pub fn quality(args: &QualityArgs) -> Result<QualityReport> {
     let started = Instant::now();
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let teacher = match &args.teacher {
         Some(path) => Some(
             ust_detector::load_teacher(path, &device)

@@ -7,11 +7,12 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::device::DeviceArgs;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ust_detector::{
-    Device, IterationReport, Preset, RunPaths, RunStart, TeacherTrainer, TeacherTrainingConfig,
+    IterationReport, Preset, RunPaths, RunStart, TeacherTrainer, TeacherTrainingConfig,
     TrainingObserver, TrainingOutcome,
 };
 
@@ -44,6 +45,8 @@ pub struct ExportArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// The run's configuration (e.g. experiments/teacher/p33.toml): patch size, losses,
     /// backbone, data; keys it leaves out come from the preset.
     #[arg(long)]
@@ -131,7 +134,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| default_output(&args.config, config.preset));
     let paths = RunPaths::beside(&output);
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let mut trainer = if args.resume {
         TeacherTrainer::resume(config, paths.clone(), &device)?
     } else {
@@ -240,6 +243,7 @@ mod tests {
 
     fn args(config: PathBuf, out: PathBuf, data: PathBuf) -> TrainArgs {
         TrainArgs {
+            device: DeviceArgs::default(),
             config,
             preset: Some(Preset::Smoke),
             resume: false,

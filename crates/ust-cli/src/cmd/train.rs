@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,6 +18,8 @@ use ust_models::BorderPadding;
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// An MVTec-layout root (with --category) or one category folder (train/good, test/…).
     #[arg(long)]
     pub data: PathBuf,
@@ -214,7 +217,7 @@ pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let (spec, out) = run_spec(&args)?;
-    match train(&spec, &out, args.resume, &args.reuse)? {
+    match train(&spec, &out, args.resume, &args.reuse, &args.device.open()?)? {
         Some(report) => {
             for s in &report.scales {
                 println!(
@@ -235,9 +238,10 @@ pub fn train(
     out: &Path,
     resume: bool,
     reuse: &[PathBuf],
+    device: &Device,
 ) -> Result<Option<TrainReport>> {
     let mut progress = StudentProgress::default();
-    let result = train_detector(spec, out, resume, reuse, &Device::Cpu, &mut progress);
+    let result = train_detector(spec, out, resume, reuse, device, &mut progress);
     progress.finish();
     result.with_context(|| format!("training into {}", out.display()))
 }
