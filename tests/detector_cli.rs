@@ -240,6 +240,33 @@ fn missing_teacher_and_bad_data_are_clear_errors() {
     );
 }
 
+/// A training that fails on its data leaves nothing in the run directory that would refuse
+/// the next attempt with other options (it used to leave run.toml, and the retry was told
+/// "the checkpoint was written with a different configuration").
+#[test]
+fn a_training_that_fails_on_its_data_leaves_no_run_file() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    std::fs::create_dir_all(dir.path().join("empty/train/good")).unwrap();
+    let teacher = dir.path().join("teacher-p17.safetensors");
+    random_teacher(&teacher);
+    let run = dir.path().join("run");
+    let out = ust()
+        .args(["train", "--data"])
+        .arg(dir.path())
+        .args(["--category", "empty", "--scales", "17", "--preset", "smoke"])
+        .arg("--teacher")
+        .arg(&teacher)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!run.join("run.toml").exists());
+    run_ok(smoke_train(dir.path(), &teacher, &run).args(["--seed", "3"]));
+    assert!(run.join("run.toml").is_file());
+}
+
 /// Every tensor of a safetensors file, flattened to f32, by name.
 fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
     candle_core::safetensors::load(path, &candle_core::Device::Cpu)

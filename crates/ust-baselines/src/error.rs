@@ -122,8 +122,9 @@ pub enum BaselineError {
         loss: f64,
     },
 
-    /// An error from candle (tensor operations of the autoencoder and VAE).
-    #[error("candle: {0}")]
+    /// An error from candle (tensor operations of the autoencoder and VAE); transparent, so
+    /// that a chain printer says its message once.
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 

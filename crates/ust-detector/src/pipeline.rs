@@ -332,8 +332,6 @@ pub fn train_detector(
             )));
         }
     }
-    std::fs::create_dir_all(run_dir).map_err(|e| DetectorError::io(run_dir, e))?;
-    write_bytes_atomically(&run_file, spec.to_toml()?.as_bytes())?;
     if let Some(report) = finished_run(spec, run_dir)? {
         // Nothing left to do: every scale file predates the thresholds and the summary, so a
         // rerun (a resumed table, say) does not score the validation images again.
@@ -343,6 +341,10 @@ pub fn train_detector(
     let category = MvtecCategory::open(&spec.data)?;
     observer.phase(&format!("loading the images of {}", category.name()));
     let images = load_training_images(&category, &spec.training)?;
+    // Written only once the data has loaded: a run that fails on its data (an empty folder,
+    // say) leaves no run.toml behind to refuse the next attempt with other options.
+    std::fs::create_dir_all(run_dir).map_err(|e| DetectorError::io(run_dir, e))?;
+    write_bytes_atomically(&run_file, spec.to_toml()?.as_bytes())?;
     tracing::info!(
         category = category.name(),
         train = images.train.len(),

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 /// What can go wrong reading, checking and resolving an experiment or its cells.
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
-    #[error("{path}: {source}")]
+    /// The cause is in the message, not in a `source()` chain, so that a chain printer
+    /// (`anyhow`'s `{:#}`) says it once.
+    #[error("{}: {cause}", .path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not a valid experiment file: {reason}")]
     Parse { path: PathBuf, reason: String },
@@ -19,7 +20,7 @@ pub enum ExperimentError {
     Data { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Cell { path: PathBuf, reason: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     File(#[from] ust_data::DataError),
@@ -29,9 +30,36 @@ impl ExperimentError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
 
 pub type Result<T, E = ExperimentError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[allow(unused_imports)]
+    use std::path::Path;
+
+    fn missing() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::NotFound)
+    }
+
+    /// An I/O error names the file and its cause once, whether printed alone or with its
+    /// `source()` chain (as `anyhow`'s `{:#}` does).
+    #[test]
+    fn an_io_error_states_its_cause_once() {
+        let err: ExperimentError = ExperimentError::io("run.toml", missing());
+        let mut chain = err.to_string();
+        let mut next = std::error::Error::source(&err);
+        while let Some(e) = next {
+            chain.push_str(&format!(": {e}"));
+            next = e.source();
+        }
+        let cause = missing().to_string();
+        assert!(chain.starts_with("run.toml: "), "{chain}");
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+    }
+}

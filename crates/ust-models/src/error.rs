@@ -17,13 +17,14 @@ pub enum ModelError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file could not be read or written. The cause is in the message, not in a `source()`
+    /// chain, so that a chain printer (`anyhow`'s `{:#}`) says it once.
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A weight file exists but is not what it should be (not safetensors, missing or
@@ -66,7 +67,34 @@ impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[allow(unused_imports)]
+    use std::path::Path;
+
+    fn missing() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::NotFound)
+    }
+
+    /// An I/O error names the file and its cause once, whether printed alone or with its
+    /// `source()` chain (as `anyhow`'s `{:#}` does).
+    #[test]
+    fn an_io_error_states_its_cause_once() {
+        let err: ModelError = ModelError::io("run.toml", missing());
+        let mut chain = err.to_string();
+        let mut next = std::error::Error::source(&err);
+        while let Some(e) = next {
+            chain.push_str(&format!(": {e}"));
+            next = e.source();
+        }
+        let cause = missing().to_string();
+        assert!(chain.starts_with("run.toml: "), "{chain}");
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
     }
 }
