@@ -23,6 +23,7 @@ pub mod error;
 pub mod guard;
 pub mod init;
 pub mod models_dir;
+pub mod observer;
 pub mod one_class;
 pub mod pipeline;
 pub mod sampling;
@@ -39,6 +40,7 @@ pub use checkpoint::{RunPaths, TeacherFileInfo, export_teacher, load_teacher};
 pub use config::{BackboneKind, Preset, TeacherTrainingConfig};
 pub use error::{DetectorError, Result};
 pub use models_dir::{find_default_teacher, teacher_file_name};
+pub use observer::TrainingObserver;
 pub use one_class::{
     OneClassCheckpointing, OneClassOutcome, OneClassStep, OneClassStudentConfig, OneClassStudents,
     OneClassSummary,
@@ -46,8 +48,8 @@ pub use one_class::{
 pub use pipeline::{Detector, Prediction, RunSpec, ScaleSpec, TrainReport, train_detector};
 pub use sampling::{CropCoverage, StudentSampling};
 pub use student::{
-    Calibration, ScaleModel, ScoreTerms, StudentObserver, StudentRunStart, StudentStepReport,
-    StudentSummary, StudentTrainingConfig,
+    Calibration, ScaleModel, ScoreTerms, StudentRunStart, StudentStepReport, StudentSummary,
+    StudentTrainingConfig,
 };
 pub use summary::{LossTerms, TrainingSummary};
-pub use teacher::{IterationReport, RunStart, TeacherTrainer, TrainingObserver, TrainingOutcome};
+pub use teacher::{IterationReport, RunStart, TeacherTrainer, TrainingOutcome};

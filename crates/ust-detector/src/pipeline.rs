@@ -20,10 +20,12 @@ use ust_data::files::{write_atomically, write_bytes_atomically};
 use crate::checkpoint::load_teacher;
 use crate::config::Preset;
 use crate::error::{DetectorError, Result};
+use crate::observer::TrainingObserver;
 use crate::student::{
-    ScaleModel, ScaleOutcome, ScalePaths, ScaleTrainer, ScoreTerms, StudentObserver,
-    StudentSummary, StudentTrainingConfig,
+    ScaleModel, ScaleOutcome, ScalePaths, ScaleTrainer, ScoreTerms, StudentSummary,
+    StudentTrainingConfig,
 };
+use crate::student::{StudentRunStart, StudentStepReport};
 use crate::teacher::derive_seed;
 
 const STREAM_SUBSET: u64 = 21;
@@ -311,7 +313,7 @@ pub fn train_detector(
     resume: bool,
     reuse: &[PathBuf],
     device: &Device,
-    observer: &mut dyn StudentObserver,
+    observer: &mut dyn TrainingObserver<StudentRunStart, StudentStepReport>,
 ) -> Result<Option<TrainReport>> {
     spec.check()?;
     let run_file = run_dir.join(RUN_FILE);

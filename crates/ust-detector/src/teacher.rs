@@ -12,10 +12,10 @@
 //! an uninterrupted run sees from that iteration on.
 
 use std::collections::VecDeque;
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::observer::TrainingObserver;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use ust_data::files::write_bytes_atomically;
@@ -83,24 +83,6 @@ pub struct IterationReport {
     pub iterations_per_s: f64,
     pub patches_per_s: f64,
 }
-
-/// Receives the progress of a run. Every method has a default that does nothing.
-pub trait TrainingObserver {
-    /// Before the first step.
-    fn started(&mut self, _start: &RunStart) {}
-    /// A long preparation began (`message`), e.g. filling the distillation bank.
-    fn phase(&mut self, _message: &str) {}
-    /// After every step. `Break` stops the run at once, without a checkpoint, like a kill
-    /// (what was done since the last checkpoint is lost).
-    fn iteration(&mut self, _report: &IterationReport) -> ControlFlow<()> {
-        ControlFlow::Continue(())
-    }
-    /// A checkpoint was written.
-    fn checkpoint(&mut self, _iteration: usize, _path: &Path) {}
-}
-
-/// An observer that does nothing.
-impl TrainingObserver for () {}
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,7 +288,10 @@ impl TeacherTrainer {
 
     /// Runs the remaining steps, writing the resolved configuration first, checkpoints every
     /// `schedule.checkpoint_every` steps and the teacher file at the end.
-    pub fn run(&mut self, observer: &mut dyn TrainingObserver) -> Result<TrainingOutcome> {
+    pub fn run(
+        &mut self,
+        observer: &mut dyn TrainingObserver<RunStart, IterationReport>,
+    ) -> Result<TrainingOutcome> {
         write_bytes_atomically(&self.paths.config, self.config_file_text()?.as_bytes())?;
         let total = self.config.schedule.iterations;
         observer.started(&RunStart {
@@ -369,7 +354,7 @@ impl TeacherTrainer {
                 self.save_checkpoint(elapsed)?;
                 observer.checkpoint(self.iteration, &self.paths.checkpoint);
             }
-            if observer.iteration(&report).is_break() {
+            if observer.step(&report).is_break() {
                 tracing::info!(iteration = self.iteration, "teacher training stopped");
                 return Ok(TrainingOutcome::Stopped {
                     iteration: self.iteration,

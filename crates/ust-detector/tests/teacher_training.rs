@@ -58,11 +58,11 @@ struct Recorder {
     stop_at: Option<usize>,
 }
 
-impl TrainingObserver for Recorder {
+impl TrainingObserver<RunStart, IterationReport> for Recorder {
     fn started(&mut self, start: &RunStart) {
         self.start = Some(start.clone());
     }
-    fn iteration(&mut self, report: &IterationReport) -> ControlFlow<()> {
+    fn step(&mut self, report: &IterationReport) -> ControlFlow<()> {
         self.reports.push(report.clone());
         if Some(report.iteration) == self.stop_at {
             ControlFlow::Break(())

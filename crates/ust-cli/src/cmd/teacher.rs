@@ -186,7 +186,7 @@ impl Progress {
     }
 }
 
-impl TrainingObserver for Progress {
+impl TrainingObserver<RunStart, IterationReport> for Progress {
     fn started(&mut self, start: &RunStart) {
         let bar = ProgressBar::new(start.total_iterations as u64);
         bar.set_style(
@@ -207,7 +207,7 @@ impl TrainingObserver for Progress {
         }
     }
 
-    fn iteration(&mut self, report: &IterationReport) -> ControlFlow<()> {
+    fn step(&mut self, report: &IterationReport) -> ControlFlow<()> {
         if let Some(bar) = &self.bar {
             bar.set_position(report.iteration as u64);
             bar.set_message(format!(

@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ust_detector::{
-    CropCoverage, Device, Preset, RunSpec, ScaleSpec, StudentObserver, StudentRunStart,
-    StudentSampling, StudentStepReport, StudentTrainingConfig, TrainReport, find_default_teacher,
+    CropCoverage, Device, Preset, RunSpec, ScaleSpec, StudentRunStart, StudentSampling,
+    StudentStepReport, StudentTrainingConfig, TrainReport, TrainingObserver, find_default_teacher,
     train_detector,
 };
 use ust_models::BorderPadding;
@@ -259,7 +259,7 @@ impl StudentProgress {
     }
 }
 
-impl StudentObserver for StudentProgress {
+impl TrainingObserver<StudentRunStart, StudentStepReport> for StudentProgress {
     fn started(&mut self, start: &StudentRunStart) {
         self.finish();
         let bar = ProgressBar::new(start.total_steps as u64);

@@ -32,8 +32,8 @@ pub use calibration::{Calibration, ScoreTerms};
 pub use config::StudentTrainingConfig;
 pub use model::{ScaleModel, VALIDATION_SCORES_TENSOR, raw_scores};
 pub use trainer::{
-    ScaleOutcome, ScalePaths, ScaleTrainer, StudentObserver, StudentRunStart, StudentStepReport,
-    StudentSummary, TeacherTargets,
+    ScaleOutcome, ScalePaths, ScaleTrainer, StudentRunStart, StudentStepReport, StudentSummary,
+    TeacherTargets,
 };
 
 /// `ust.model` value of a trained scale's file.

@@ -12,6 +12,7 @@ use crate::checkpoint::named_vars;
 use crate::config::Preset;
 use crate::error::DetectorError;
 use crate::init::initialize_seeded;
+use crate::observer::TrainingObserver;
 use crate::sampling::{CropCoverage, StudentSampling};
 
 use super::trainer::*;
@@ -195,7 +196,7 @@ fn a_crop_of_the_padded_image_gives_the_crop_of_the_dense_output() {
 }
 
 struct StopAt(usize);
-impl StudentObserver for StopAt {
+impl TrainingObserver<StudentRunStart, StudentStepReport> for StopAt {
     fn step(&mut self, r: &StudentStepReport) -> ControlFlow<()> {
         if r.step == self.0 {
             ControlFlow::Break(())

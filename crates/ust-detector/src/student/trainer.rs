@@ -21,6 +21,7 @@ use crate::checkpoint::{
 use crate::error::{DetectorError, Result};
 use crate::guard::LossGuard;
 use crate::init::initialize_seeded;
+use crate::observer::TrainingObserver;
 use crate::sampling::{CropCoverage, StepSampler, Window};
 use crate::teacher::derive_seed;
 
@@ -66,20 +67,6 @@ pub struct StudentStepReport {
     /// Steps per second in this session.
     pub steps_per_s: f64,
 }
-
-/// Receives the progress of student training. Every method has a default that does nothing.
-pub trait StudentObserver {
-    fn started(&mut self, _start: &StudentRunStart) {}
-    /// A long preparation (targets, calibration) began.
-    fn phase(&mut self, _message: &str) {}
-    /// After every step; `Break` stops at once without a checkpoint (like a kill).
-    fn step(&mut self, _report: &StudentStepReport) -> ControlFlow<()> {
-        ControlFlow::Continue(())
-    }
-    fn checkpoint(&mut self, _step: usize, _path: &Path) {}
-}
-
-impl StudentObserver for () {}
 
 /// How [`ScaleTrainer::run`] ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -551,7 +538,10 @@ impl ScaleTrainer {
 
     /// Trains to the end (or until the observer stops it), calibrates on the validation images
     /// and writes the scale file; the checkpoint is removed once the file is written.
-    pub fn run(&mut self, observer: &mut dyn StudentObserver) -> Result<ScaleOutcome> {
+    pub fn run(
+        &mut self,
+        observer: &mut dyn TrainingObserver<StudentRunStart, StudentStepReport>,
+    ) -> Result<ScaleOutcome> {
         let p = self.patch_size();
         if self.targets.is_none() {
             observer.phase(&format!(
@@ -640,7 +630,7 @@ impl ScaleTrainer {
     fn train_loop(
         &mut self,
         targets: &TeacherTargets,
-        observer: &mut dyn StudentObserver,
+        observer: &mut dyn TrainingObserver<StudentRunStart, StudentStepReport>,
     ) -> Result<ControlFlow<(), f64>> {
         let total = self.total_steps();
         let n = self.padded.len();
