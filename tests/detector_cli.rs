@@ -263,8 +263,19 @@ fn a_training_that_fails_on_its_data_leaves_no_run_file() {
         .unwrap();
     assert!(!out.status.success());
     assert!(!run.join("run.toml").exists());
-    run_ok(smoke_train(dir.path(), &teacher, &run).args(["--seed", "3"]));
+    let out = run_ok(
+        smoke_train(dir.path(), &teacher, &run)
+            .env_remove("NO_COLOR")
+            .args(["--seed", "3"]),
+    );
     assert!(run.join("run.toml").is_file());
+    // Its log went to a pipe: plain text, no colour codes.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log:?}"
+    );
 }
 
 /// Every tensor of a safetensors file, flattened to f32, by name.

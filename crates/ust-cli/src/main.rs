@@ -82,12 +82,16 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level (`info`).
+/// Logs go to stderr; `RUST_LOG` overrides the default level (`info`). Colours only on a
+/// terminal (and not with `NO_COLOR`): a log written to a file or a pipe stays plain text.
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
