@@ -448,8 +448,11 @@ pub fn write_heatmap_png(path: impl AsRef<Path>, map: &AnomalyMap, lo: f32, hi: 
 }
 
 /// Writes the heatmap of [`write_heatmap_png`] blended over `image` (RGB, same size as the
-/// map) as an RGB PNG: `round((1 - alpha) * image + alpha * heatmap)` per channel. `alpha = 0`
-/// gives the image, `alpha = 1` the heatmap.
+/// map) as an RGB PNG, each pixel with its own opacity `w = alpha * t`, `t` its score's place in
+/// `[lo, hi]` (0 at or below `lo`, 1 at or above `hi`): `round((1 - w) * image + w * heatmap)`
+/// per channel. Pixels scoring at most `lo` show the image untouched and the heat shows where
+/// the scores are high. (A uniform opacity tinted the whole image with the colour of the low
+/// scores and left the heat hard to see.) `alpha = 0` gives the image.
 ///
 /// Errors: as [`write_heatmap_png`], plus [`DataError::OverlaySizeMismatch`] when the image
 /// and map sizes differ and [`DataError::InvalidMapOutput`] for `alpha` outside `[0, 1]`.
@@ -478,9 +481,17 @@ pub fn write_overlay_png(
         });
     }
     let mut blend = heatmap_pixels(path, map, lo, hi)?;
-    for (out, &under) in blend.iter_mut().zip(image.as_raw()) {
-        let mixed = (1.0 - alpha) * f32::from(under) + alpha * f32::from(*out);
-        *out = mixed.round() as u8;
+    let span = f64::from(hi) - f64::from(lo);
+    for ((out, under), &v) in blend
+        .chunks_exact_mut(3)
+        .zip(image.as_raw().chunks_exact(3))
+        .zip(&map.data)
+    {
+        let t = ((f64::from(v) - f64::from(lo)) / span).clamp(0.0, 1.0) as f32;
+        let w = alpha * t;
+        for (o, &u) in out.iter_mut().zip(under) {
+            *o = ((1.0 - w) * f32::from(u) + w * f32::from(*o)).round() as u8;
+        }
     }
     save_png(path, &blend)
 }
@@ -808,17 +819,23 @@ mod tests {
         write_overlay_png(&p0, &image, &map, 0.0, 11.0, 0.0).unwrap();
         assert_eq!(decode_rgb(&p0), image);
 
+        // alpha 1: the lowest score (pixel (0, 0), at lo) shows the image untouched, the
+        // highest (pixel (3, 2), at hi) the heatmap's colour.
         let p1 = dir.path().join("a1.png");
         write_overlay_png(&p1, &image, &map, 0.0, 11.0, 1.0).unwrap();
-        assert_eq!(decode_rgb(&p1), heat);
+        let full = decode_rgb(&p1);
+        assert_eq!(full.get_pixel(0, 0), image.get_pixel(0, 0));
+        assert_eq!(full.get_pixel(3, 2), heat.get_pixel(3, 2));
 
-        // alpha 0.25 at pixel (1, 2): image (60, 200, 190), heatmap of 9/11.
-        let p = dir.path().join("a25.png");
-        write_overlay_png(&p, &image, &map, 0.0, 11.0, 0.25).unwrap();
+        // alpha 0.5 at pixel (1, 2): image (60, 200, 190), score 9 of [0, 11], so the
+        // heatmap's colour weighs 0.5 · 9/11.
+        let p = dir.path().join("a50.png");
+        write_overlay_png(&p, &image, &map, 0.0, 11.0, 0.5).unwrap();
         let h = heat.get_pixel(1, 2).0;
         let under = [60.0f32, 200.0, 190.0];
+        let w = 0.5 * 9.0 / 11.0;
         let expected: [u8; 3] =
-            std::array::from_fn(|c| (0.75 * under[c] + 0.25 * f32::from(h[c])).round() as u8);
+            std::array::from_fn(|c| ((1.0 - w) * under[c] + w * f32::from(h[c])).round() as u8);
         assert_eq!(decode_rgb(&p).get_pixel(1, 2).0, expected);
     }
 

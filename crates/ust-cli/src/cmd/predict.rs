@@ -65,8 +65,9 @@ pub struct MapWriter {
     pub threshold: Option<f32>,
 }
 
-/// Heatmap opacity over the image.
-const OVERLAY_ALPHA: f32 = 0.5;
+/// Heatmap opacity over the image at the top of the colour range (scaled down with the score:
+/// `write_overlay_png`).
+const OVERLAY_ALPHA: f32 = 0.8;
 
 impl MapWriter {
     /// The colour range from the validation scores: the median normal pixel is dark, twice the
