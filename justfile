@@ -38,7 +38,7 @@ bench-dense p="65" size="256" *args:
 
 # Evaluate anomaly maps laid out like the dataset (MAPS/CATEGORY/test/DEFECT/NAME.tiff).
 eval dataset maps *args:
-    cargo run --release -p ust-cli -- eval --dataset {{dataset}} --maps {{maps}} {{args}}
+    cargo run --release -p ust-cli -- eval --data {{dataset}} --maps {{maps}} {{args}}
 
 # Describe and validate a dataset root (MVTec layout, MNIST or CIFAR-10).
 data-info path *args:
@@ -56,7 +56,7 @@ unpack-cifar archive=(shared + "/data/cifar-10-jpg.tar.gz"):
 # Benchmark `ust eval` on generated maps: 200 maps of 1024x1024 by default.
 bench-eval images="200" size="1024":
     cargo run --release -p ust-cli --example make_eval_fixture -- target/bench-eval {{images}} {{size}}
-    /usr/bin/time -v cargo run --release -p ust-cli -- eval --dataset target/bench-eval/dataset --maps target/bench-eval/maps
+    /usr/bin/time -v cargo run --release -p ust-cli -- eval --data target/bench-eval/dataset --maps target/bench-eval/maps
 
 # The table recipes take `data=DIR` and `preset=NAME` as words (`just table1 data=../shared/data/mvtec-layout
 # preset=cpu`); anything else (`--only X`, `--list-jobs`, `--merge`, ...) goes on to `ust experiment`.

@@ -191,6 +191,7 @@ fn train_predict_evaluate_end_to_end() {
     run_ok(
         ust()
             .arg("eval")
+            // The older spelling of --data, still accepted.
             .arg("--dataset")
             .arg(dir.path())
             .arg("--maps")

@@ -82,7 +82,7 @@ fn tiny_dataset(root: &Path) -> Vec<(String, String, Vec<u8>)> {
 fn run_eval(dataset: &Path, maps: &Path, extra: &[&str]) -> (bool, String, serde_json::Value) {
     let json = maps.join("report.json");
     let out = ust()
-        .args(["eval", "--dataset"])
+        .args(["eval", "--data"])
         .arg(dataset)
         .arg("--maps")
         .arg(maps)

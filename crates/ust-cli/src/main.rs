@@ -118,3 +118,43 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parses(args: &[&str]) -> bool {
+        Cli::try_parse_from(std::iter::once("ust").chain(args.iter().copied())).is_ok()
+    }
+
+    /// One spelling per concept: the dataset folder is `--data`, the image-score reducer
+    /// `--image-score`, a JSON report `--json FILE` in every command; the older spellings still
+    /// parse so that scripts keep working.
+    #[test]
+    fn one_spelling_per_concept_and_the_old_ones_still_parse() {
+        Cli::command().debug_assert();
+        assert!(parses(&[
+            "eval", "--data", "d", "--maps", "m", "--json", "-"
+        ]));
+        assert!(parses(&["eval", "--dataset", "d", "--maps", "m"]));
+        assert!(parses(&["evaluate", "run", "--image-score", "top1"]));
+        assert!(parses(&["evaluate", "run", "--reducer", "top1"]));
+        assert!(parses(&["data", "info", "d", "--json", "report.json"]));
+        assert!(!parses(&["data", "info", "d", "--json"]));
+        let oneclass = [
+            "oneclass",
+            "--dataset",
+            "mnist",
+            "--class",
+            "1",
+            "--method",
+            "knn",
+        ];
+        for folder in ["--data", "--root"] {
+            let mut args = oneclass.to_vec();
+            args.extend([folder, "dir", "--out", "o"]);
+            assert!(parses(&args), "{args:?}");
+        }
+    }
+}

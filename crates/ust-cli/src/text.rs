@@ -5,3 +5,18 @@
 pub fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into())
 }
+
+/// Writes `value` as pretty JSON to `path`, or on stdout when `path` is `-`: what every
+/// command's `--json FILE` does.
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    if path == std::path::Path::new("-") {
+        print!("{text}");
+        return Ok(());
+    }
+    std::fs::write(path, text)
+        .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
+    tracing::info!("wrote {}", path.display());
+    Ok(())
+}

@@ -323,7 +323,7 @@ fn oneclass_knn_and_students_separate_the_classes() {
         let out = dir.path().join(format!("out-{method}"));
         run_ok(
             ust()
-                .args(["oneclass", "--dataset", "mnist", "--root"])
+                .args(["oneclass", "--dataset", "mnist", "--data"])
                 .arg(&root)
                 .args(["--class", "0", "--method", method, "--preset", "smoke"])
                 .arg("--teacher")
@@ -383,7 +383,7 @@ fn oneclass_knn_and_students_separate_the_classes() {
     let checkpoint = out.join("students.checkpoint.safetensors");
     std::fs::write(&checkpoint, b"not a checkpoint").unwrap();
     let run = ust()
-        .args(["oneclass", "--dataset", "mnist", "--root"])
+        .args(["oneclass", "--dataset", "mnist", "--data"])
         .arg(&root)
         .args(["--class", "0", "--method", "students", "--preset", "smoke"])
         .arg("--teacher")
@@ -408,7 +408,7 @@ fn oneclass_without_the_dataset_names_the_folder() {
     random_teacher(&teacher);
     let missing = dir.path().join("no-mnist-here");
     let out = ust()
-        .args(["oneclass", "--dataset", "mnist", "--root"])
+        .args(["oneclass", "--dataset", "mnist", "--data"])
         .arg(&missing)
         .args(["--class", "3", "--method", "knn", "--teacher"])
         .arg(&teacher)
@@ -498,7 +498,7 @@ fn teacher_quality_is_the_one_class_knn_of_every_class() {
         let out = dir.path().join(format!("oneclass-{class}"));
         run_ok(
             ust()
-                .args(["oneclass", "--dataset", "mnist", "--root"])
+                .args(["oneclass", "--dataset", "mnist", "--data"])
                 .arg(&root)
                 .args([
                     "--class",

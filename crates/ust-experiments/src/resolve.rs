@@ -301,7 +301,7 @@ impl Job {
                     "oneclass".into(),
                     "--dataset".into(),
                     dataset.clone(),
-                    "--root".into(),
+                    "--data".into(),
                     s(root),
                     "--class".into(),
                     class.to_string(),

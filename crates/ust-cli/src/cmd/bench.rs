@@ -166,8 +166,7 @@ fn dense(args: DenseArgs) -> Result<ExitCode> {
         println!("  peak resident memory {m:.0} MiB");
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::text::write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }

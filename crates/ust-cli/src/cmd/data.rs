@@ -29,9 +29,9 @@ pub enum DataCommand {
 pub struct InfoArgs {
     /// The dataset folder.
     pub path: PathBuf,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// Write the report as JSON to FILE (`-`: on stdout, instead of the text).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Layout of the dataset; `auto` recognises it.
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
@@ -154,15 +154,17 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
         args.path.display(),
         start.elapsed().as_secs_f64()
     );
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+    let to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    if !to_stdout {
         print_text(&report);
+    }
+    if let Some(path) = &args.json {
+        crate::text::write_json(path, &report)?;
     }
     if report.problems.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        if args.json {
+        if to_stdout {
             eprintln!("{} problem(s) found", report.problems.len());
         }
         Ok(ExitCode::FAILURE)
@@ -346,7 +348,7 @@ mod tests {
     fn args(path: &Path) -> InfoArgs {
         InfoArgs {
             path: path.to_path_buf(),
-            json: true,
+            json: Some("-".into()),
             format: Format::Auto,
             validation_fraction: 0.1,
         }

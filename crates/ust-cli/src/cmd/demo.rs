@@ -119,7 +119,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         out: Some(args.out.clone()),
         scales: None,
         fpr_limit: 0.3,
-        reducer: ust_metrics::ImageReducer::Max,
+        image_score: ust_metrics::ImageReducer::Max,
         save_maps: true,
         images: true,
         reuse: Vec::new(),

@@ -18,8 +18,9 @@ use ust_data::maps::{AnomalyMap, MAP_EXTENSIONS, find_map, read_map, resize_bili
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Dataset root in the MVTec AD layout (a folder of categories, or one category).
-    #[arg(long)]
-    pub dataset: PathBuf,
+    /// (`--dataset` is accepted as an older spelling.)
+    #[arg(long, alias = "dataset")]
+    pub data: PathBuf,
     /// Root of the anomaly maps: MAPS/CATEGORY/test/DEFECT/NAME.tiff (32-bit float) or .npy.
     #[arg(long)]
     pub maps: PathBuf,
@@ -35,8 +36,8 @@ pub struct EvalArgs {
     /// Resample maps of another size than their image (bilinear) instead of failing.
     #[arg(long)]
     pub resize: bool,
-    /// Also write the numbers as JSON to this file.
-    #[arg(long)]
+    /// Also write the numbers as JSON to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
 
@@ -71,24 +72,21 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let report = evaluate(&args)?;
     print!("{}", markdown_table(&report));
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
-        tracing::info!("wrote {}", path.display());
+        crate::text::write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Evaluates every selected category of `args.dataset`.
+/// Evaluates every selected category of `args.data`.
 pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
-    let mut dirs = discover_categories(&args.dataset)
-        .with_context(|| format!("{}: no MVTec-layout dataset", args.dataset.display()))?;
+    let mut dirs = discover_categories(&args.data)
+        .with_context(|| format!("{}: no MVTec-layout dataset", args.data.display()))?;
     if !args.categories.is_empty() {
         for wanted in &args.categories {
             if !dirs.iter().any(|d| dir_name(d) == *wanted) {
                 bail!(
                     "category '{wanted}' not found in {} (found: {})",
-                    args.dataset.display(),
+                    args.data.display(),
                     dirs.iter()
                         .map(|d| dir_name(d))
                         .collect::<Vec<_>>()

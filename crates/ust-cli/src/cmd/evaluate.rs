@@ -50,9 +50,10 @@ pub struct EvaluateArgs {
     /// AU-PRO integrates the PRO curve up to this false-positive rate.
     #[arg(long, default_value_t = 0.3)]
     pub fpr_limit: f64,
-    /// Image score from a map: max, top1 or top:F (mean of the top fraction F).
-    #[arg(long, default_value = "max")]
-    pub reducer: ImageReducer,
+    /// Image score from a map: max, top1 or top:F (mean of the top fraction F). (`--reducer`
+    /// is accepted as an older spelling.)
+    #[arg(long, alias = "reducer", default_value = "max")]
+    pub image_score: ImageReducer,
     /// Write the multi-scale maps as TIFF under OUT/maps/<category>/test/<defect>/ (the
     /// layout of the official evaluation script).
     #[arg(long)]
@@ -198,7 +199,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let n_eval = scales.len() + usize::from(multi);
     // n_eval evaluators per choice of score terms, the main one first.
     let mut evaluators = (0..n_eval * terms.len())
-        .map(|_| SegmentationEvaluator::new(args.fpr_limit, args.reducer))
+        .map(|_| SegmentationEvaluator::new(args.fpr_limit, args.image_score))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let (quantiles, _) = thresholds(&detector, &args.run_dir, None, None)?;
     let images_writer = MapWriter::new(vec![OutputFormat::Png], quantiles.as_ref(), None);
@@ -440,7 +441,7 @@ impl EvaluationReport {
             preset: detector.spec.training.preset.to_string(),
             image_size: detector.image_size(),
             fpr_limit: args.fpr_limit,
-            reducer: args.reducer.to_string(),
+            reducer: args.image_score.to_string(),
             score_terms: detector.score_terms,
             test_images,
             defect_regions,

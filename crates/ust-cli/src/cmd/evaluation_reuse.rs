@@ -90,7 +90,7 @@ fn matching_report(
         .collect();
     let settings_match = same_path(Path::new(&other.data), data)
         && other.fpr_limit == args.fpr_limit
-        && other.reducer == args.reducer.to_string()
+        && other.reducer == args.image_score.to_string()
         && other.score_terms == detector.score_terms
         && args
             .other_terms()

@@ -101,8 +101,9 @@ pub struct OneclassArgs {
     pub dataset: DatasetArg,
     /// Its folder [default: $UST_SHARED/data/mnist for MNIST; data/cifar-10 (`just
     /// unpack-cifar`) for CIFAR-10].
-    #[arg(long)]
-    pub root: Option<PathBuf>,
+    /// (`--root` is accepted as an older spelling.)
+    #[arg(long, alias = "root")]
+    pub data: Option<PathBuf>,
     /// The normal class (0–9).
     #[arg(long)]
     pub class: u8,
@@ -347,7 +348,7 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
     let teacher = ust_detector::load_teacher(&teacher_path, &device)
         .with_context(|| format!("loading the teacher {}", teacher_path.display()))?
         .detach();
-    let (train_set, test_set) = load_dataset(args.dataset, args.root.as_deref())?;
+    let (train_set, test_set) = load_dataset(args.dataset, args.data.as_deref())?;
     let preset = oneclass_preset(args.preset);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

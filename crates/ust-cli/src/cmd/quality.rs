@@ -166,8 +166,7 @@ pub fn run(args: QualityArgs) -> Result<ExitCode> {
     let report = quality(&args)?;
     println!("{}", markdown(&report));
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::text::write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
