@@ -337,3 +337,34 @@ fn shared_paper_category_matches_independent_computation() {
     );
     assert_eq!(v["categories"][0]["n_images"], 64);
 }
+
+/// `ust data info` exits with 2 (not 1, an error of the program) when it finds problems in
+/// the data, and writes its report as JSON with `--json FILE` like the other commands.
+#[test]
+fn data_problems_have_their_own_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("images");
+    save_gray(&folder.join("good.png"), 4, 4, vec![128; 16]);
+    std::fs::write(folder.join("broken.png"), b"not a png").unwrap();
+    let json = dir.path().join("info.json");
+    let out = ust()
+        .args(["data", "info"])
+        .arg(&folder)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("broken.png")),
+        "{problems:?}"
+    );
+    std::fs::remove_file(folder.join("broken.png")).unwrap();
+    let out = ust().args(["data", "info"]).arg(&folder).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

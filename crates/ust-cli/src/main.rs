@@ -69,9 +69,30 @@ fn main() -> std::process::ExitCode {
         Err(err) if is_broken_pipe(&err) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(exit_code_of(&err))
         }
     }
+}
+
+/// Exit status when the data has problems (`ust data info` found some). The README lists the
+/// codes: 0 success, 1 error, 2 problems in the data, 3 training diverged.
+pub const EXIT_DATA_PROBLEMS: u8 = 2;
+/// Exit status when a training stopped because its loss or gradients diverged.
+pub const EXIT_DIVERGED: u8 = 3;
+
+/// The exit status of a failed command: [`EXIT_DIVERGED`] when a training diverged, 1
+/// otherwise.
+fn exit_code_of(err: &anyhow::Error) -> u8 {
+    let diverged = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ust_detector::DetectorError>(),
+            Some(ust_detector::DetectorError::Diverged { .. })
+        ) || matches!(
+            cause.downcast_ref::<ust_baselines::BaselineError>(),
+            Some(ust_baselines::BaselineError::Diverged { .. })
+        )
+    });
+    if diverged { EXIT_DIVERGED } else { 1 }
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -126,6 +147,21 @@ mod tests {
 
     fn parses(args: &[&str]) -> bool {
         Cli::try_parse_from(std::iter::once("ust").chain(args.iter().copied())).is_ok()
+    }
+
+    /// A diverged training exits with 3 however deep the error is wrapped; other errors with 1.
+    #[test]
+    fn a_diverged_training_has_its_own_exit_status() {
+        let diverged = anyhow::Error::from(ust_detector::DetectorError::Diverged {
+            iteration: 7,
+            reason: "loss NaN".into(),
+            last_checkpoint: None,
+            last_checkpoint_iteration: None,
+        })
+        .context("training into run/");
+        assert_eq!(exit_code_of(&diverged), EXIT_DIVERGED);
+        let other = anyhow::anyhow!("no such file").context("reading");
+        assert_eq!(exit_code_of(&other), 1);
     }
 
     /// One spelling per concept: the dataset folder is `--data`, the image-score reducer

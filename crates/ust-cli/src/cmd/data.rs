@@ -167,7 +167,7 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
         if to_stdout {
             eprintln!("{} problem(s) found", report.problems.len());
         }
-        Ok(ExitCode::FAILURE)
+        Ok(ExitCode::from(crate::EXIT_DATA_PROBLEMS))
     }
 }
 
