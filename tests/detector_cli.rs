@@ -146,7 +146,7 @@ fn train_predict_evaluate_end_to_end() {
 
     // Predict: outputs at each image's own size, relative paths kept.
     let pred = dir.path().join("pred");
-    run_ok(
+    let predicted = run_ok(
         ust()
             .arg("predict")
             .arg(&run)
@@ -155,6 +155,9 @@ fn train_predict_evaluate_end_to_end() {
             .arg(&pred)
             .args(["--format", "png,tiff,npy", "--fpr", "0.01"]),
     );
+    // A progress bar (hidden off a terminal), not a log line per image.
+    let log = String::from_utf8_lossy(&predicted.stderr);
+    assert!(!log.contains("predicted"), "{log}");
     for stem in ["good/000", "good/001", "blob/000", "blob/001"] {
         let tiff = ust_data::maps::read_map(pred.join(format!("{stem}.tiff"))).unwrap();
         assert_eq!((tiff.width, tiff.height), (44, 36), "{stem}");

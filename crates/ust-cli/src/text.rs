@@ -20,3 +20,17 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyh
     tracing::info!("wrote {}", path.display());
     Ok(())
 }
+
+/// The progress bar of a loop over images (`evaluate`, `predict`, `baseline`): drawn only
+/// when stderr is a terminal (indicatif's own check), so logs in files stay clean.
+pub fn image_bar(what: &str, images: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(images as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} images (eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}

@@ -353,14 +353,7 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut score_s = vec![0.0; methods.len()];
     let samples = category.test_samples();
-    let bar = indicatif::ProgressBar::new(samples.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "baseline {elapsed_precise} [{bar:30}] {pos}/{len} images (eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = crate::text::image_bar("baseline", samples.len());
     for sample in samples {
         let t0 = Instant::now();
         let image = load_rgb(&sample.path, size)

@@ -205,14 +205,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let images_writer = MapWriter::new(vec![OutputFormat::Png], quantiles.as_ref(), None);
     let maps_writer = MapWriter::new(vec![OutputFormat::Tiff], None, None);
     let samples = category.test_samples();
-    let bar = indicatif::ProgressBar::new(samples.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "evaluate {elapsed_precise} [{bar:30}] {pos}/{len} images (eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = crate::text::image_bar("evaluate", samples.len());
     let mut partial =
         PartialMaps::open(&out, &detector, args.other_terms(), &args.run_dir, samples)?;
     // For the tests of resumption: stop (with an error) after scoring this many images.

@@ -203,14 +203,17 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let writer = MapWriter::new(args.format.clone(), quantiles.as_ref(), threshold);
     let inputs = collect_inputs(&args.inputs)?;
     let started = Instant::now();
-    for (i, (path, rel)) in inputs.iter().enumerate() {
+    let bar = crate::text::image_bar("predict", inputs.len());
+    for (path, rel) in &inputs {
         let prediction = detector
             .predict_file(path, &device)
             .with_context(|| format!("scoring {}", path.display()))?;
         let map = original_size_map(&prediction, &prediction.model_scores)?;
         writer.write(&args.out.join(rel), &map, path)?;
-        tracing::info!(image = %path.display(), done = i + 1, of = inputs.len(), "predicted");
+        tracing::debug!(image = %path.display(), "predicted");
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{} anomaly maps in {} ({:.2} s per image, scales {:?}, heatmap range {:.2}..{:.2}{})",
