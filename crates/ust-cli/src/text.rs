@@ -21,13 +21,14 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyh
     Ok(())
 }
 
-/// The progress bar of a loop over images (`evaluate`, `predict`, `baseline`): drawn only
-/// when stderr is a terminal (indicatif's own check), so logs in files stay clean.
-pub fn image_bar(what: &str, images: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(images as u64);
+/// The progress bar of a loop over `len` items named `unit` (`evaluate`, `predict` and
+/// `baseline` over images, one-class training over steps): drawn only when stderr is a
+/// terminal (indicatif's own check), so logs in files stay clean.
+pub fn progress_bar(what: &str, len: usize, unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{what} {{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} images (eta {{eta}})"
+            "{what} {{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {unit} (eta {{eta}}) {{msg}}"
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),

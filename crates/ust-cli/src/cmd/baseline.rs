@@ -353,7 +353,7 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut score_s = vec![0.0; methods.len()];
     let samples = category.test_samples();
-    let bar = crate::text::image_bar("baseline", samples.len());
+    let bar = crate::text::progress_bar("baseline", samples.len(), "images");
     for sample in samples {
         let t0 = Instant::now();
         let image = load_rgb(&sample.path, size)

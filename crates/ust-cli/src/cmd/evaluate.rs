@@ -205,7 +205,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let images_writer = MapWriter::new(vec![OutputFormat::Png], quantiles.as_ref(), None);
     let maps_writer = MapWriter::new(vec![OutputFormat::Tiff], None, None);
     let samples = category.test_samples();
-    let bar = crate::text::image_bar("evaluate", samples.len());
+    let bar = crate::text::progress_bar("evaluate", samples.len(), "images");
     let mut partial =
         PartialMaps::open(&out, &detector, args.other_terms(), &args.run_dir, samples)?;
     // For the tests of resumption: stop (with an error) after scoring this many images.

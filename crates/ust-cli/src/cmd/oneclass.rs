@@ -410,6 +410,7 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
                 path: args.out.join(CHECKPOINT_FILE),
                 resume: args.resume,
             };
+            let bar = crate::text::progress_bar("one-class students", 0, "steps");
             let outcome = OneClassStudents::train_resumable(
                 &config,
                 &teacher,
@@ -417,9 +418,15 @@ pub fn oneclass(args: &OneclassArgs) -> Result<OneClassReport> {
                 &images_tensor(&train_set, &val_idx, p, &device)?,
                 &device,
                 Some(&checkpointing),
-                &mut |_| ControlFlow::Continue(()),
+                &mut |step| {
+                    bar.set_length(step.total_steps as u64);
+                    bar.set_position(step.step as u64);
+                    bar.set_message(format!("loss {:.4}", step.loss));
+                    ControlFlow::Continue(())
+                },
             )
             .context("training the students")?;
+            bar.finish_and_clear();
             let OneClassOutcome::Finished(students) = outcome else {
                 bail!("the students' training stopped before its end");
             };

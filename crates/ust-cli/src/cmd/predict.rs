@@ -203,7 +203,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let writer = MapWriter::new(args.format.clone(), quantiles.as_ref(), threshold);
     let inputs = collect_inputs(&args.inputs)?;
     let started = Instant::now();
-    let bar = crate::text::image_bar("predict", inputs.len());
+    let bar = crate::text::progress_bar("predict", inputs.len(), "images");
     for (path, rel) in &inputs {
         let prediction = detector
             .predict_file(path, &device)
