@@ -389,13 +389,19 @@ mod tests {
         assert_eq!(info(args(&root)).unwrap(), ExitCode::SUCCESS);
         // A mask of another size than its image is a problem.
         png(&root.join("ground_truth/dent/0_mask.png"), 8, 7);
-        assert_eq!(info(args(&root)).unwrap(), ExitCode::FAILURE);
+        assert_eq!(
+            info(args(&root)).unwrap(),
+            ExitCode::from(crate::EXIT_DATA_PROBLEMS)
+        );
         // So is a truncated MNIST file.
         let mnist = dir.path().join("mnist");
         std::fs::create_dir_all(&mnist).unwrap();
         for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"] {
             std::fs::write(mnist.join(name), [0, 0, 8, 3, 0]).unwrap();
         }
-        assert_eq!(info(args(&mnist)).unwrap(), ExitCode::FAILURE);
+        assert_eq!(
+            info(args(&mnist)).unwrap(),
+            ExitCode::from(crate::EXIT_DATA_PROBLEMS)
+        );
     }
 }
