@@ -100,6 +100,20 @@ pub enum DataError {
     InvalidMapOutput { path: PathBuf, reason: String },
 }
 
+/// `err` with its `source()` chain, joined by ": " (what `anyhow`'s `{:#}` prints). The
+/// project's errors keep their cause in the message, not in the chain, so that this says each
+/// cause once; their tests check it with this function.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
 impl DataError {
     /// The file or folder the error is about.
     pub fn path(&self) -> &Path {

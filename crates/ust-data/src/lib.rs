@@ -26,7 +26,7 @@ pub mod triplets;
 mod test_support;
 
 pub use cache::ImageCache;
-pub use error::{DataError, Result};
+pub use error::{DataError, Result, error_chain};
 pub use folder::{find_images_recursive, list_images};
 pub use image_io::{BinaryMask, ChwImage, LoadedImage, Size, batch_to_tensor};
 pub use labeled::LabeledImages;

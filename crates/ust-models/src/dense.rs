@@ -318,23 +318,11 @@ impl Module for DenseExtractor {
 mod tests {
     use super::*;
     use crate::patch_net::{PatchNetConfig, SUPPORTED_PATCH_SIZES};
-    use crate::test_support::seeded_patch_net;
+    use crate::test_support::{max_abs_diff, seeded_patch_net};
     use candle_core::{DType, Device, IndexOp, Var};
 
     fn random_net(p: usize, seed: u64) -> PatchNet {
         seeded_patch_net(PatchNetConfig::new(p), seed).0
-    }
-
-    /// The largest |a − b| (b broadcast to a's shape).
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        a.broadcast_sub(b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {

@@ -75,26 +75,14 @@ impl ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use std::path::Path;
-
-    fn missing() -> std::io::Error {
-        std::io::Error::from(std::io::ErrorKind::NotFound)
-    }
 
     /// An I/O error names the file and its cause once, whether printed alone or with its
     /// `source()` chain (as `anyhow`'s `{:#}` does).
     #[test]
     fn an_io_error_states_its_cause_once() {
-        let err: ModelError = ModelError::io("run.toml", missing());
-        let mut chain = err.to_string();
-        let mut next = std::error::Error::source(&err);
-        while let Some(e) = next {
-            chain.push_str(&format!(": {e}"));
-            next = e.source();
-        }
-        let cause = missing().to_string();
+        let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let chain = ust_data::error_chain(&ModelError::io("run.toml", missing()));
         assert!(chain.starts_with("run.toml: "), "{chain}");
-        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+        assert_eq!(chain.matches(&missing().to_string()).count(), 1, "{chain}");
     }
 }

@@ -695,21 +695,8 @@ mod tests {
             .unwrap();
         let want = net.descriptors(&transformed).unwrap();
         let got = folded.descriptors(&x).unwrap();
-        let diff = (want.clone() - got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let size = want
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::test_support::max_abs_diff(&want, &got);
+        let size = crate::test_support::max_abs_diff(&want, &want.zeros_like().unwrap());
         assert!(
             size > 0.0 && diff <= 1e-4 * size,
             "diff {diff} at size {size}"

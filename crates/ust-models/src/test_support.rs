@@ -50,3 +50,15 @@ pub(crate) fn seeded_patch_net(cfg: PatchNetConfig, seed: u64) -> (PatchNet, Var
     }
     (net, varmap)
 }
+
+/// The largest |a − b| (b broadcast to a's shape).
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    a.broadcast_sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
