@@ -514,21 +514,8 @@ mod tests {
         let a = ours.forward(&x).unwrap();
         let b = theirs.forward(&x).unwrap();
         assert_eq!(a.dims(), &[2, 512]);
-        let diff = (a - &b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::test_support::max_abs_diff(&a, &b);
+        let scale = crate::test_support::max_abs_diff(&b, &b.zeros_like().unwrap());
         assert!(scale > 0.0);
         assert!(
             diff <= 1e-4 * scale.max(1.0),
