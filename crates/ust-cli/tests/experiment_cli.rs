@@ -560,3 +560,106 @@ fn the_shipped_mvtec_experiments_expand_on_the_bundled_category() {
         "--list-jobs wrote under --runs"
     );
 }
+
+/// CIFAR-10 as image folders (`train/<class>/N.png`, `test/<class>/N.png`), `per_class` 32×32
+/// images of each class per split, a class-specific stripe pattern plus noise.
+fn write_cifar_folders(dir: &Path, per_class: usize) {
+    let mut state = 777u32;
+    for split in ["train", "test"] {
+        for (label, class) in ust_data::cifar::CIFAR10_CLASSES.iter().enumerate() {
+            let folder = dir.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..per_class {
+                let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    let noise = (state >> 27) as u8;
+                    let on = (x + y * (label as u32 + 1)) % 5 < 2;
+                    let v = if on { 180 + noise } else { 20 + noise };
+                    image::Rgb([v, v / 2, 255 - v])
+                });
+                img.save(folder.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+/// Every table a researcher runs first (`just table1|table2|ablation-p|ablation-score
+/// preset=smoke`), from the shipped experiment files, on small generated data: each finishes
+/// with every job done. Table 2's `distill` teacher distils the real EfficientNet-Lite0, so its
+/// part needs the shared weights and is skipped (with a note) without them.
+#[test]
+fn every_shipped_table_runs_its_smoke_preset_on_generated_data() {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path();
+    category(&tmp.join("mvtec"), "widget");
+    // Table 1: students and six baselines; Tables 3 and its e-only ablation: one students job.
+    for (file, jobs) in [
+        ("experiments/table1.toml", 7),
+        ("experiments/ablation_p.toml", 1),
+        ("experiments/ablation_score.toml", 1),
+    ] {
+        let out = run_ok(
+            ust(&checkout)
+                .args(["experiment", file, "--preset", "smoke", "--data"])
+                .arg(tmp.join("mvtec"))
+                .arg("--runs")
+                .arg(tmp.join("runs")),
+        );
+        let summary = format!("{jobs} jobs: {jobs} done, 0 failed, 0 not run");
+        assert!(stdout(&out).contains(&summary), "{file}: {}", stdout(&out));
+    }
+
+    let Some(shared) = ust_data::shared::shared_dir_for_tests(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    let weights = shared.join("weights/efficientnet_lite0.safetensors");
+    if !weights.is_file() {
+        eprintln!(
+            "skipping Table 2's smoke run: {} is missing",
+            weights.display()
+        );
+        return;
+    }
+    // Table 2 reads its files relative to the working folder and its data from $UST_SHARED:
+    // a working folder with the shipped files, generated data, the real backbone.
+    let cwd = tmp.join("t2");
+    let fake_shared = tmp.join("shared");
+    for rel in [
+        "experiments/table2.toml",
+        "experiments/teacher/p33_distill.toml",
+        "models/teacher-p33.safetensors",
+        "models/teacher-p33-metric.safetensors",
+    ] {
+        std::fs::create_dir_all(cwd.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(checkout.join(rel), cwd.join(rel)).unwrap();
+    }
+    // 12 a class: K-Means needs at least 10 training vectors.
+    write_cifar_folders(&cwd.join("data/cifar-10"), 12);
+    write_mnist(&fake_shared.join("data/mnist"), 12);
+    let natural = fake_shared.join("data/natural-images");
+    std::fs::create_dir_all(&natural).unwrap();
+    for i in 0..6 {
+        texture(i, 64, 64, None)
+            .save(natural.join(format!("{i}.png")))
+            .unwrap();
+    }
+    std::fs::create_dir_all(fake_shared.join("weights")).unwrap();
+    std::fs::copy(
+        &weights,
+        fake_shared.join("weights/efficientnet_lite0.safetensors"),
+    )
+    .unwrap();
+    let out = run_ok(ust(&cwd).env("UST_SHARED", &fake_shared).args([
+        "experiment",
+        "experiments/table2.toml",
+        "--preset",
+        "smoke",
+    ]));
+    // 1 teacher job + 2 datasets × the smoke preset's 2 classes × (3 students + 6 baselines).
+    assert!(
+        stdout(&out).contains("37 jobs: 37 done, 0 failed, 0 not run"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -219,7 +219,8 @@ pub struct TrainingImages {
 }
 
 /// Splits `train/good` into training and validation images (seeded), keeps at most
-/// `max_train_images` training images (a seeded subset), and loads them resized.
+/// `max_train_images` training images and `max_validation_images` validation images (seeded
+/// subsets), and loads them resized.
 pub fn load_training_images(
     category: &MvtecCategory,
     config: &StudentTrainingConfig,
@@ -232,19 +233,24 @@ pub fn load_training_images(
         )));
     }
     let split = category.split_validation(config.validation_fraction, config.seed)?;
-    let mut train_paths = split.train;
-    if config.max_train_images > 0 && train_paths.len() > config.max_train_images {
-        use rand::SeedableRng;
-        use rand::seq::SliceRandom;
-        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(derive_seed(
-            config.seed,
-            STREAM_SUBSET,
-            0,
-        ));
-        train_paths.shuffle(&mut rng);
-        train_paths.truncate(config.max_train_images);
-        train_paths.sort();
-    }
+    // A seeded subset of at most `cap` paths (0: all), drawn from its own stream.
+    let subset = |mut paths: Vec<PathBuf>, cap: usize, stream: u64| {
+        if cap > 0 && paths.len() > cap {
+            use rand::SeedableRng;
+            use rand::seq::SliceRandom;
+            let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(derive_seed(
+                config.seed,
+                STREAM_SUBSET,
+                stream,
+            ));
+            paths.shuffle(&mut rng);
+            paths.truncate(cap);
+            paths.sort();
+        }
+        paths
+    };
+    let train_paths = subset(split.train, config.max_train_images, 0);
+    let validation_paths = subset(split.validation, config.max_validation_images, 1);
     let size = Some(Size::new(
         config.image_size as u32,
         config.image_size as u32,
@@ -258,9 +264,9 @@ pub fn load_training_images(
     };
     Ok(TrainingImages {
         train: load(&train_paths)?,
-        validation: load(&split.validation)?,
+        validation: load(&validation_paths)?,
         train_paths,
-        validation_paths: split.validation,
+        validation_paths,
     })
 }
 

@@ -7,9 +7,11 @@
 //! the `ust` binary). See this crate's README for the file format.
 
 pub mod cell;
+pub mod cost;
 pub mod error;
 pub mod hash;
 pub mod paper;
+pub mod presets;
 pub mod report;
 pub mod resolve;
 pub mod runner;

@@ -42,6 +42,10 @@ pub struct CellEntry {
     pub cell: String,
     pub task: Task,
     pub config: serde_json::Value,
+    /// The cost model's expected seconds on one core ([`crate::cost`]), beside the measured
+    /// time so that a stale model shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate_s: Option<f64>,
     #[serde(flatten)]
     pub status: CellStatus,
 }
@@ -56,11 +60,14 @@ pub struct RunResults {
 impl RunResults {
     /// The entries of `plan`'s jobs with `statuses` (one per job, in order).
     pub fn new(meta: RunMeta, plan: &Plan, statuses: Vec<CellStatus>) -> Self {
+        let jobs: Vec<&crate::Job> = plan.jobs.iter().collect();
+        let estimates = crate::cost::CostModel::shipped().estimate_all(&jobs);
         let cells = plan
             .jobs
             .iter()
             .zip(statuses)
-            .map(|(j, status)| CellEntry {
+            .zip(estimates)
+            .map(|((j, status), estimate)| CellEntry {
                 index: j.index,
                 name: j.name.clone(),
                 kind: j.kind,
@@ -68,6 +75,7 @@ impl RunResults {
                 cell: j.cell.clone(),
                 task: j.task.clone(),
                 config: j.config.clone(),
+                estimate_s: estimate.map(|e| e.seconds),
                 status,
             })
             .collect();
@@ -410,7 +418,8 @@ fn one_class_table(plan: &Plan, results: &RunResults, dataset: &str) -> String {
     table(&header, &rows)
 }
 
-fn fmt_s(s: f64) -> String {
+/// Seconds in words: `45.0 s`, `12.0 min`, `3.40 h`.
+pub fn fmt_s(s: f64) -> String {
     if s >= 3600.0 {
         format!("{:.2} h", s / 3600.0)
     } else if s >= 60.0 {
@@ -577,12 +586,23 @@ pub fn render_markdown(plan: &Plan, results: &RunResults) -> String {
             c.status.label().into(),
             figures.replace('|', "\\|"),
             time,
+            c.estimate_s.map_or("–".into(), fmt_s),
             mem,
             format!("`cells/{}`", c.cell),
         ]);
     }
     s.push_str(&table(
-        &["#", "job", "status", "figures", "time", "peak MiB", "cell"].map(String::from),
+        &[
+            "#",
+            "job",
+            "status",
+            "figures",
+            "time",
+            "estimate (1 core)",
+            "peak MiB",
+            "cell",
+        ]
+        .map(String::from),
         &rows,
     ));
 

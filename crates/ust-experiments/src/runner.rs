@@ -52,6 +52,9 @@ pub struct RunOptions {
     pub force: bool,
     /// The experiment file, named in messages.
     pub file: PathBuf,
+    /// Each selected job's expected seconds ([`crate::cost::CostModel::estimate`]), for the
+    /// progress line's remaining time; empty: no estimate.
+    pub estimates: Vec<Option<f64>>,
 }
 
 /// Why `job` cannot run yet: its teacher job has not finished.
@@ -127,17 +130,21 @@ pub fn run_selected(
         unfinished: HashSet<String>,
         found: Vec<Option<CellStatus>>,
         error: Option<ExperimentError>,
+        progress: Progress,
     }
     let unfinished = units
         .iter()
         .flatten()
         .map(|&i| selected[i].name.clone())
         .collect();
+    let to_run: Vec<usize> = units.iter().flatten().copied().collect();
+    let progress = Progress::new(&to_run, &options.estimates, options.parallel);
     let queue = Mutex::new(Queue {
         units,
         unfinished,
         found,
         error: None,
+        progress,
     });
     let wake = Condvar::new();
     let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -179,10 +186,20 @@ pub fn run_selected(
             let mut q = lock();
             match outcome {
                 Ok(statuses) => {
+                    let measured: f64 = statuses
+                        .iter()
+                        .map(|s| match s {
+                            CellStatus::Done { result, .. } => result.wall_s,
+                            CellStatus::Failed { failure } => failure.wall_s,
+                            CellStatus::Missing => 0.0,
+                        })
+                        .sum();
                     for (&i, status) in unit.iter().zip(statuses) {
                         q.unfinished.remove(&selected[i].name);
                         q.found[i] = Some(status);
                     }
+                    let line = q.progress.finished(&unit, measured);
+                    tracing::info!("{line}");
                 }
                 Err(e) => {
                     q.error.get_or_insert(e);
@@ -204,6 +221,75 @@ pub fn run_selected(
         .into_iter()
         .map(|s| s.expect("every selected job has a status"))
         .collect())
+}
+
+/// The table's progress: after every finished unit, the jobs finished, the time since the
+/// start and the time the unfinished jobs should still take (their estimates, corrected by
+/// how the finished ones compared with theirs, shared over the parallel runners).
+struct Progress {
+    started: Instant,
+    estimates: Vec<Option<f64>>,
+    /// Selected indices not yet finished in this invocation.
+    open: HashSet<usize>,
+    total: usize,
+    parallel: usize,
+    /// Estimated and measured seconds of the finished units that had an estimate.
+    finished_estimate_s: f64,
+    finished_measured_s: f64,
+}
+
+impl Progress {
+    fn new(to_run: &[usize], estimates: &[Option<f64>], parallel: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            estimates: estimates.to_vec(),
+            open: to_run.iter().copied().collect(),
+            total: to_run.len(),
+            parallel: parallel.max(1),
+            finished_estimate_s: 0.0,
+            finished_measured_s: 0.0,
+        }
+    }
+
+    fn estimate(&self, i: usize) -> Option<f64> {
+        self.estimates.get(i).copied().flatten()
+    }
+
+    /// Records `unit` as finished after `measured` seconds of its jobs and returns the
+    /// progress line.
+    fn finished(&mut self, unit: &[usize], measured: f64) -> String {
+        for i in unit {
+            self.open.remove(i);
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let done = self.total - self.open.len();
+        let mut line = format!(
+            "progress: {done}/{} jobs run, {} elapsed",
+            self.total,
+            crate::report::fmt_s(elapsed)
+        );
+        let unit_estimate: Option<f64> = unit.iter().map(|&i| self.estimate(i)).sum();
+        if let Some(e) = unit_estimate {
+            self.finished_estimate_s += e;
+            self.finished_measured_s += measured;
+        }
+        let left: Option<f64> = self.open.iter().map(|&i| self.estimate(i)).sum();
+        if let Some(left) = left
+            && !self.open.is_empty()
+        {
+            let ratio = if self.finished_estimate_s > 0.0 {
+                self.finished_measured_s / self.finished_estimate_s
+            } else {
+                1.0
+            };
+            line.push_str(&format!(
+                ", about {} left (the cost model's estimate × {ratio:.2}, the ratio measured \
+                 so far)",
+                crate::report::fmt_s(left * ratio / self.parallel as f64)
+            ));
+        }
+        line
+    }
 }
 
 /// Runs every command of `job` (the `position`-th of `of`) in its cell and records the
@@ -454,4 +540,37 @@ fn run_jobs(
         });
     }
     Ok(statuses)
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::Progress;
+
+    #[test]
+    fn the_remaining_time_is_the_open_estimates_corrected_by_the_measured_ratio() {
+        // Jobs 0..4 estimated 100, 200, 300 s and (job 3) without an estimate: nothing left
+        // can then be summed, so no remaining time is claimed until job 3 has finished.
+        let estimates = [Some(100.0), Some(200.0), Some(300.0), None];
+        let mut p = Progress::new(&[0, 1, 2, 3], &estimates, 1);
+        let line = p.finished(&[3], 5.0);
+        assert!(line.starts_with("progress: 1/4 jobs run"), "{line}");
+        assert!(line.contains("about 10.0 min left"), "{line}"); // 600 s × 1.0
+        // Job 0 took twice its estimate: the rest (500 s) is expected to take 1 000 s.
+        let line = p.finished(&[0], 200.0);
+        assert!(line.contains("about 16.7 min left"), "{line}");
+        assert!(line.contains("× 2.00"), "{line}");
+        // Two runners share what is left.
+        let mut p = Progress::new(&[0, 1, 2], &estimates, 2);
+        let line = p.finished(&[0], 100.0);
+        assert!(line.contains("about 4.2 min left"), "{line}"); // 500 s / 2
+        let line = p.finished(&[1, 2], 500.0);
+        assert_eq!(line.matches("left").count(), 0, "{line}");
+    }
+
+    #[test]
+    fn an_unestimated_open_job_leaves_the_remaining_time_out() {
+        let mut p = Progress::new(&[0, 1, 2], &[Some(10.0), None, Some(10.0)], 1);
+        let line = p.finished(&[0], 10.0);
+        assert!(!line.contains("left"), "{line}");
+    }
 }

@@ -96,6 +96,7 @@ fn options(parallel: usize) -> RunOptions {
         parallel,
         force: false,
         file: "exp.toml".into(),
+        estimates: Vec::new(),
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! [mvtec]                     # table1, table3
 //! data = "data"               # an MVTec-layout root (--data overrides)
-//! categories = []             # default: every category under data
+//! categories = []             # default: every category under data (smoke preset: the first two)
 //!
 //! [students]                  # table1, table3: one training of all scales per category
 //! scales = [17, 33, 65]
@@ -38,7 +38,7 @@
 //! [[datasets]]                # table2
 //! name = "mnist"              # mnist | cifar10
 //! root = "$UST_SHARED/data/mnist"
-//! classes = [0, 1, 2]         # default: all ten
+//! classes = [0, 1, 2]         # default: all ten (smoke preset: 0 and 1)
 //!
 //! [one_class]                 # table2
 //! methods = ["students", "knn", "ae"]

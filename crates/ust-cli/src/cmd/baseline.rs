@@ -14,13 +14,8 @@
 //! the preset's, `replicate`), so a baseline and the students are compared on the same
 //! descriptors.
 //!
-//! Presets (caps on training images / training vectors per method):
-//!
-//! | preset | image side | training images | knn | kmeans | ocsvm | pca | ae, vae |
-//! |---|---|---|---|---|---|---|---|
-//! | paper | 256 | all | 50 000 | 100 000 | 5 000 | 100 000 | all |
-//! | cpu | 128 | ≤ 64 | 10 000 | 50 000 | 2 000 | 50 000 | 50 000 |
-//! | smoke | 40 | all | 2 000 | 2 000 | 500 | 2 000 | 2 000 |
+//! Presets: the caps on training images and vectors per method are
+//! `ust_experiments::presets::dense_preset`'s (the table there).
 //!
 //! The paper caps are `BaselineConfig::paper`'s; the AE and VAE see all descriptors there, as
 //! METHOD.md §8 says (n × 128 × 4 bytes of memory). knn, kmeans and ocsvm run after PCA keeping
@@ -44,6 +39,7 @@ use ust_data::image_io::load_rgb;
 use ust_data::{LoadedImage, MvtecCategory, Size};
 use ust_detector::student::MIN_TARGET_STD;
 use ust_detector::{Device, Prediction, StudentTrainingConfig, find_default_teacher};
+use ust_experiments::presets::{DensePreset, dense_preset, evenly_spaced, max_test_images};
 use ust_metrics::{ImageReducer, SegmentationEvaluator};
 use ust_models::{BorderPadding, DenseConfig, DenseExtractor};
 
@@ -93,52 +89,6 @@ pub struct DenseArgs {
     /// the preset's, as the students'].
     #[arg(long)]
     pub padding: Option<BorderPadding>,
-}
-
-/// Caps of one preset.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DensePreset {
-    pub image_size: usize,
-    /// 0: all.
-    pub max_train_images: usize,
-    pub max_train_vectors: Option<usize>,
-}
-
-/// The caps of `preset` for `method` (the table in the module documentation).
-pub fn dense_preset(preset: Preset, method: DescriptorMethod) -> DensePreset {
-    use DescriptorMethod as M;
-    let image_size = StudentTrainingConfig::preset(preset).image_size;
-    let (max_train_images, max_train_vectors) = match preset {
-        Preset::Paper => (
-            0,
-            match method {
-                M::Knn => Some(50_000),
-                M::KMeans | M::Pca => Some(100_000),
-                M::OcSvm => Some(5_000),
-                M::Ae | M::Vae => None,
-            },
-        ),
-        Preset::Cpu => (
-            64,
-            Some(match method {
-                M::Knn => 10_000,
-                M::OcSvm => 2_000,
-                M::KMeans | M::Pca | M::Ae | M::Vae => 50_000,
-            }),
-        ),
-        Preset::Smoke => (
-            0,
-            Some(match method {
-                M::OcSvm => 500,
-                _ => 2_000,
-            }),
-        ),
-    };
-    DensePreset {
-        image_size,
-        max_train_images,
-        max_train_vectors,
-    }
 }
 
 /// `report.json` of `ust baseline dense` (field names are a contract with the experiment
@@ -352,7 +302,7 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
         .map(|_| SegmentationEvaluator::new(0.3, ImageReducer::Max))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut score_s = vec![0.0; methods.len()];
-    let samples = category.test_samples();
+    let samples = &evenly_spaced(category.test_samples(), max_test_images(args.preset));
     let bar = crate::text::progress_bar("baseline", samples.len(), "images");
     for sample in samples {
         let t0 = Instant::now();

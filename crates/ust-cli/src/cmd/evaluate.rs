@@ -24,6 +24,7 @@ use super::evaluation_reuse::{ReusedEvaluation, reusable_evaluation};
 use super::partial_maps::PartialMaps;
 use super::predict::{MapWriter, OutputFormat, original_size_map, thresholds};
 use super::train::category_dir;
+use ust_experiments::presets::{evenly_spaced, max_test_images};
 
 /// Test hook: `ust evaluate` stops with an error after scoring this many images, as if killed.
 pub const STOP_AFTER_ENV: &str = "UST_EVALUATE_STOP_AFTER";
@@ -204,7 +205,10 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let (quantiles, _) = thresholds(&detector, &args.run_dir, None, None)?;
     let images_writer = MapWriter::new(vec![OutputFormat::Png], quantiles.as_ref(), None);
     let maps_writer = MapWriter::new(vec![OutputFormat::Tiff], None, None);
-    let samples = category.test_samples();
+    let samples = &evenly_spaced(
+        category.test_samples(),
+        max_test_images(detector.spec.training.preset),
+    );
     let bar = crate::text::progress_bar("evaluate", samples.len(), "images");
     let mut partial =
         PartialMaps::open(&out, &detector, args.other_terms(), &args.run_dir, samples)?;

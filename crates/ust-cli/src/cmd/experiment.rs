@@ -17,7 +17,8 @@ use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ust_experiments::cell::{is_done, utc_compact, utc_timestamp};
-use ust_experiments::report::write_run_dir;
+use ust_experiments::cost::{CostModel, Estimate};
+use ust_experiments::report::{fmt_s, write_run_dir};
 use ust_experiments::runner::{
     CommandOutcome, Executor, RunOptions, missing_teacher, run_job, run_selected,
 };
@@ -52,6 +53,11 @@ pub struct ExperimentArgs {
     /// (nothing when no job matches --only).
     #[arg(long, conflicts_with_all = ["job", "merge"])]
     pub list_jobs: bool,
+    /// Print what the selected jobs will cost on this machine (the cost model of
+    /// `crates/ust-experiments/src/costs.toml`: time on one core and peak memory per job, the
+    /// total at --parallel), and stop.
+    #[arg(long, conflicts_with_all = ["job", "merge", "list_jobs"])]
+    pub plan: bool,
     /// Run only job K (0-based, as --list-jobs numbers them with the same options), writing
     /// its cell; no report (see --merge).
     #[arg(long, conflicts_with = "merge")]
@@ -116,6 +122,11 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    if args.plan {
+        print_plan(&experiment, &selected, &cells_dir, args.parallel)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
     if let Some(k) = args.job {
         let Some(job) = selected.get(k) else {
             bail!(
@@ -161,6 +172,10 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
             parallel: args.parallel,
             force: args.force,
             file: args.file.clone(),
+            estimates: pending_estimates(&selected, &cells_dir, args.force)
+                .into_iter()
+                .map(|e| e.map(|e| e.seconds))
+                .collect(),
         };
         let executor = Subprocess {
             exe: ust_binary()?,
@@ -214,6 +229,101 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The cost model's estimate of each job that will run (`None` for the finished ones): the
+/// pending dense baselines on the same descriptors share one command.
+fn pending_estimates(selected: &[Job], cells_dir: &Path, force: bool) -> Vec<Option<Estimate>> {
+    let pending: Vec<usize> = (0..selected.len())
+        .filter(|&i| force || !is_done(cells_dir, &selected[i]))
+        .collect();
+    let jobs: Vec<&Job> = pending.iter().map(|&i| &selected[i]).collect();
+    let mut estimates = vec![None; selected.len()];
+    for (&i, e) in pending.iter().zip(CostModel::shipped().estimate_all(&jobs)) {
+        estimates[i] = e;
+    }
+    estimates
+}
+
+/// `--plan`: per job its state and expected cost, then the total of the pending jobs.
+fn print_plan(
+    experiment: &Experiment,
+    selected: &[Job],
+    cells_dir: &Path,
+    parallel: usize,
+) -> Result<()> {
+    let costs = CostModel::shipped();
+    let pending_costs = pending_estimates(selected, cells_dir, false);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "#\tjob\tstate\testimate (1 core)\tpeak MiB")?;
+    let (mut pending, mut cached, mut total_s, mut unknown) = (0, 0, 0.0, 0);
+    let mut peak: Option<f64> = None;
+    for (k, job) in selected.iter().enumerate() {
+        let done = is_done(cells_dir, job);
+        let estimate = if done {
+            costs.estimate(job)
+        } else {
+            pending_costs[k]
+        };
+        let state = if done { "done" } else { "pending" };
+        writeln!(
+            out,
+            "{k}\t{}\t{state}\t{}\t{}",
+            job.name,
+            estimate.map_or("–".into(), |e| fmt_s(e.seconds)),
+            estimate
+                .and_then(|e| e.peak_mib)
+                .map_or("–".into(), |m| format!("{m:.0}"))
+        )?;
+        if done {
+            cached += 1;
+            continue;
+        }
+        pending += 1;
+        match estimate {
+            Some(e) => {
+                total_s += e.seconds;
+                if let Some(m) = e.peak_mib {
+                    peak = Some(peak.map_or(m, |p: f64| p.max(m)));
+                }
+            }
+            None => unknown += 1,
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    // The coefficients are one core's; how much a second thread per job gains is not
+    // modelled, so the figure for several runners assumes one thread each.
+    let runners = if parallel > 1 {
+        parallel.min(cores)
+    } else {
+        cores
+    };
+    let spread = format!(
+        "about {} with --parallel {runners} (one thread per job)",
+        fmt_s(total_s / runners as f64)
+    );
+    writeln!(
+        out,
+        "{} ({}), {} preset, {} jobs ({pending} pending, {cached} cached): about {} of one \
+         core's work, {spread}; peak memory per job up to {}{}",
+        experiment.name,
+        experiment
+            .table
+            .title()
+            .split(':')
+            .next()
+            .unwrap_or_default(),
+        experiment.preset,
+        selected.len(),
+        fmt_s(total_s),
+        peak.map_or("–".into(), |m| format!("{m:.0} MiB")),
+        if unknown > 0 {
+            format!(" ({unknown} pending jobs without an estimate: their data could not be read)")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(())
 }
 
 /// The runner's executor: every command a subprocess of this binary.

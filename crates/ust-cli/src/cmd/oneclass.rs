@@ -11,13 +11,8 @@
 //! `ae`, `vae` (all dimensions), fitted on the standardised teacher descriptors of class K's
 //! training images (μ, σ per dimension over those descriptors, as the students' targets).
 //!
-//! Presets:
-//!
-//! | preset | test images | students: training / validation images | students: schedule | baselines: training images |
-//! |---|---|---|---|---|
-//! | paper | all 10 000 | 90 % / 10 % of class K (seeded) | M = 5, batch 1, 100 epochs, lr 1e-4 | all of class K (OC-SVM: ≤ 5 000) |
-//! | cpu | 2 000, a seeded random subset (not stratified) | ≤ 300 / ≤ 200 of the 90 % / 10 % split | M = 5, batch 16, 6 epochs, lr 5e-4 | ≤ 1 000 (seeded) |
-//! | smoke | 200 (seeded) | ≤ 48 / ≤ 16 of a 75 % / 25 % split | M = 2, batch 4, 10 epochs, lr 1e-3 | ≤ 200 |
+//! Presets: the subset sizes are `ust_experiments::presets::oneclass_preset`'s (the table
+//! there); the students' schedules are `ust_detector::one_class::OneClassStudentConfig`'s.
 //!
 //! Weight decay 1e-5 and Adam β = (0.9, 0.999) everywhere. `--train-images` and `--epochs`
 //! override the students' subset size and schedule of the preset (recorded in the report).
@@ -38,6 +33,7 @@ use ust_detector::student::MIN_TARGET_STD;
 use ust_detector::{
     Device, OneClassCheckpointing, OneClassOutcome, OneClassStudentConfig, OneClassStudents, Preset,
 };
+use ust_experiments::presets::oneclass_preset;
 use ust_models::PatchNet;
 
 use super::baseline::resolve_teacher;
@@ -137,46 +133,6 @@ pub struct OneclassArgs {
 
 /// The students' checkpoint in a report folder (the runner looks for it under this name).
 pub use ust_experiments::resolve::ONE_CLASS_CHECKPOINT_FILE as CHECKPOINT_FILE;
-
-/// Subset sizes of one preset (0: all).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OneClassPreset {
-    pub test_images: usize,
-    pub validation_fraction: f64,
-    pub student_train_images: usize,
-    pub student_validation_images: usize,
-    pub baseline_train_images: usize,
-}
-
-/// The subset sizes of `preset` (the table in the module documentation).
-pub fn oneclass_preset(preset: Preset) -> OneClassPreset {
-    match preset {
-        Preset::Paper => OneClassPreset {
-            test_images: 0,
-            validation_fraction: 0.1,
-            student_train_images: 0,
-            student_validation_images: 0,
-            baseline_train_images: 0,
-        },
-        Preset::Cpu => OneClassPreset {
-            test_images: 2000,
-            validation_fraction: 0.1,
-            student_train_images: 300,
-            student_validation_images: 200,
-            baseline_train_images: 1000,
-        },
-        // Bounded, so that a smoke cell takes seconds on the real MNIST and CIFAR-10 too (it
-        // took every image: a students cell ran for more than 13 minutes on MNIST); on the
-        // tests' small generated sets the caps do not bind.
-        Preset::Smoke => OneClassPreset {
-            test_images: 200,
-            validation_fraction: 0.25,
-            student_train_images: 48,
-            student_validation_images: 16,
-            baseline_train_images: 200,
-        },
-    }
-}
 
 /// `report.json` of `ust oneclass` (field names are a contract with the experiment runner).
 #[derive(Debug, Clone, Serialize)]

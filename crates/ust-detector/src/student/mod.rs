@@ -29,7 +29,7 @@ mod model;
 mod trainer;
 
 pub use calibration::{Calibration, ScoreTerms};
-pub use config::StudentTrainingConfig;
+pub use config::{SMOKE_MAX_TRAIN_IMAGES, StudentTrainingConfig};
 pub use model::{ScaleModel, VALIDATION_SCORES_TENSOR, raw_scores};
 pub use trainer::{
     ScaleOutcome, ScalePaths, ScaleTrainer, StudentRunStart, StudentStepReport, StudentSummary,

@@ -379,11 +379,7 @@ impl ScaleTrainer {
 
     /// Total steps: epochs × training images, capped at `max_steps` when that is set.
     pub fn total_steps(&self) -> usize {
-        let all = self.config.epochs * self.padded.len();
-        match self.config.max_steps {
-            0 => all,
-            cap => all.min(cap),
-        }
+        self.config.steps_for(self.padded.len())
     }
 
     fn restore(&mut self) -> Result<()> {
