@@ -628,3 +628,62 @@ fn score_terms_ablation_maps_add_up_to_the_full_score() {
     assert!(!twice.status.success());
     assert!(String::from_utf8_lossy(&twice.stderr).contains("names e twice"));
 }
+
+/// Training needs nothing but good images: a category with only `train/good` (and an empty
+/// `test/good`, which used to fail with "folder holds no images"), and a plain folder of
+/// images, each train; the second run's model predicts maps of new images.
+#[test]
+fn training_needs_only_good_images_in_train_good_or_a_plain_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let teacher = root.join("teacher-p17.safetensors");
+    random_teacher(&teacher);
+    let only_train = root.join("only-train");
+    let plain = root.join("plain");
+    for i in 0..6 {
+        let img = support::texture(i, 40, 40, None);
+        support::save(&img, &only_train.join(format!("train/good/{i:03}.png")));
+        support::save(&img, &plain.join(format!("{i:03}.png")));
+    }
+    std::fs::create_dir_all(only_train.join("test/good")).unwrap();
+    let train = |data: &Path, run: &Path| {
+        let mut c = ust();
+        c.args(["train", "--data"])
+            .arg(data)
+            .args(["--scales", "17", "--preset", "smoke", "--teacher"])
+            .arg(&teacher)
+            .arg("--out")
+            .arg(run);
+        c
+    };
+    for (data, run) in [
+        (&only_train, root.join("run-a")),
+        (&plain, root.join("run-b")),
+    ] {
+        run_ok(&mut train(data, &run));
+        let spec = std::fs::read_to_string(run.join("run.toml")).unwrap();
+        assert!(spec.contains(&data.display().to_string()), "{spec}");
+        assert!(run.join("p17.safetensors").is_file());
+    }
+    let maps = root.join("maps");
+    run_ok(
+        ust()
+            .arg("predict")
+            .arg(root.join("run-b"))
+            .arg(plain.join("000.png"))
+            .arg("--out")
+            .arg(&maps)
+            .args(["--format", "tiff"]),
+    );
+    assert!(std::fs::read_dir(&maps).unwrap().next().is_some());
+    // A folder with neither train/ nor images says so, naming it.
+    let empty = root.join("nothing");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = train(&empty, &root.join("run-c")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing") && err.contains("no images"),
+        "{err}"
+    );
+}

@@ -249,6 +249,47 @@ impl MvtecCategory {
         })
     }
 
+    /// The training images of `root` for training alone, which needs nothing else: an
+    /// MVTec-layout category's `train/good` (its `test/` and `ground_truth/` may be missing,
+    /// empty or incomplete: they are not read), or, without a `train/` folder, the image files
+    /// of `root` itself (a plain folder of good images). The result has no test samples.
+    pub fn open_for_training(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| root.display().to_string());
+        if !root.is_dir() {
+            return Err(DataError::Missing {
+                path: root,
+                what: "folder of training images",
+            });
+        }
+        let train_dir = if root.join("train").is_dir() {
+            let dir = root.join("train").join(GOOD);
+            if !dir.is_dir() {
+                return Err(DataError::Missing {
+                    path: dir,
+                    what: "train/good folder (anomaly-free training images)",
+                });
+            }
+            dir
+        } else {
+            root.clone()
+        };
+        let train = list_images(&train_dir)?;
+        if train.is_empty() {
+            return Err(DataError::EmptyFolder { path: train_dir });
+        }
+        Ok(MvtecCategory {
+            name,
+            root,
+            train,
+            test: Vec::new(),
+            cache: ImageCache::new(),
+        })
+    }
+
     /// Replaces the image cache (share one between categories, or pass
     /// [`ImageCache::disabled`]).
     pub fn with_cache(mut self, cache: ImageCache) -> Self {

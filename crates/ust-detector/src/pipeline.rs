@@ -346,7 +346,8 @@ pub fn train_detector(
         tracing::info!(run_dir = %run_dir.display(), "run already complete, kept");
         return Ok(Some(report));
     }
-    let category = MvtecCategory::open(&spec.data)?;
+    // Training reads train/good alone (or a plain folder of good images): no test split needed.
+    let category = MvtecCategory::open_for_training(&spec.data)?;
     observer.phase(&format!("loading the images of {}", category.name()));
     let images = load_training_images(&category, &spec.training)?;
     // Written only once the data has loaded: a run that fails on its data (an empty folder,

@@ -20,7 +20,8 @@ use ust_models::BorderPadding;
 pub struct TrainArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// An MVTec-layout root (with --category) or one category folder (train/good, test/…).
+    /// An MVTec-layout root (with --category), one category folder (only train/good is read),
+    /// or a plain folder of good images.
     #[arg(long)]
     pub data: PathBuf,
     /// The category under --data (omit when --data is the category folder itself).
@@ -170,7 +171,11 @@ pub fn resolve_teachers(scales: &[usize], teachers: &[PathBuf]) -> Result<Vec<Sc
 
 /// The resolved run of `args`.
 pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
-    let data = category_dir(&args.data, args.category.as_deref())?;
+    // Without --category a folder with no train/ is a plain folder of good images.
+    let data = match &args.category {
+        Some(c) => category_dir(&args.data, Some(c))?,
+        None => args.data.clone(),
+    };
     let preset = args.preset;
     let mut training = StudentTrainingConfig::preset(preset);
     if let Some(v) = args.students {
