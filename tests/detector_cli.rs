@@ -687,3 +687,59 @@ fn training_needs_only_good_images_in_train_good_or_a_plain_folder() {
         "{err}"
     );
 }
+
+/// `ust predict` writes a summary of every image with its image score and verdict; the
+/// threshold is recomputed here from the run's validation image scores.
+#[test]
+fn predict_writes_per_image_verdicts_at_an_image_false_positive_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_smoke_run(dir.path());
+    let validation = json(&run.join("validation-scores.json"));
+    let mut image_scores: Vec<f64> = validation["image_scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    image_scores.sort_by(f64::total_cmp);
+    let n = image_scores.len();
+    assert!(n >= 1, "{validation}");
+    let test = dir.path().join("widget/test");
+    for (fpr, expected) in [
+        ("0", image_scores[n - 1]),
+        (
+            "0.6",
+            image_scores[n - 1 - ((0.6 * n as f64).floor() as usize).min(n - 1)],
+        ),
+    ] {
+        let out = dir.path().join(format!("pred-{fpr}"));
+        run_ok(
+            ust()
+                .arg("predict")
+                .arg(&run)
+                .arg(&test)
+                .arg("--out")
+                .arg(&out)
+                .args(["--format", "npy", "--image-fpr", fpr]),
+        );
+        let summary = json(&out.join("summary.json"));
+        assert_eq!(summary["threshold"].as_f64().unwrap(), expected);
+        let rows = summary["images"].as_array().unwrap();
+        assert_eq!(rows.len(), 4); // 2 good + 2 blob test images
+        let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "image,output,image_score,anomalous");
+        assert_eq!(lines.len(), rows.len() + 1);
+        for (row, line) in rows.iter().zip(&lines[1..]) {
+            let score = row["image_score"].as_f64().unwrap();
+            // Its map is written beside the summary under the same name.
+            let npy = out.join(format!("{}.npy", row["output"].as_str().unwrap()));
+            assert!(npy.is_file(), "{}", npy.display());
+            assert_eq!(row["anomalous"].as_bool().unwrap(), score > expected);
+            assert!(
+                line.ends_with(&format!(",{score},{}", score > expected)),
+                "{line}"
+            );
+        }
+    }
+}

@@ -52,11 +52,26 @@ pub struct ScoreQuantiles {
     pub pixels: usize,
     pub fpr: Vec<f64>,
     pub threshold: Vec<f64>,
+    /// Each validation image's image score (the maximum of its map at the model's size),
+    /// ascending: the reference of the per-image verdicts of `ust predict` (runs written
+    /// before it: empty).
+    #[serde(default)]
+    pub image_scores: Vec<f64>,
 }
 
 impl ScoreQuantiles {
-    /// The table of `scores` (all validation pixels).
+    /// The table of `scores`: all validation pixels, image after image (`images` equal
+    /// parts, whose maxima are the image scores).
     pub fn from_scores(scales: Vec<usize>, images: usize, mut scores: Vec<f32>) -> Result<Self> {
+        let mut image_scores: Vec<f64> = if images > 0 && scores.len().is_multiple_of(images) {
+            scores
+                .chunks(scores.len() / images)
+                .map(|c| c.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        image_scores.sort_by(f64::total_cmp);
         if scores.is_empty() {
             return Err(DetectorError::InvalidConfig("no validation scores".into()));
         }
@@ -82,7 +97,26 @@ impl ScoreQuantiles {
             pixels: n,
             fpr: QUANTILE_FPRS.to_vec(),
             threshold,
+            image_scores,
         })
+    }
+
+    /// The image-score threshold at image-level false-positive rate `fpr` on the validation
+    /// images: the smallest of their scores that at most ⌊fpr · n⌋ of them exceed (below
+    /// 1 / n that is their maximum: with few validation images the rate is coarse). `None`
+    /// for a run written before the image scores were kept.
+    pub fn image_threshold_at(&self, fpr: f64) -> Result<Option<f64>> {
+        if !(0.0..1.0).contains(&fpr) {
+            return Err(DetectorError::InvalidConfig(format!(
+                "image false-positive rate {fpr} is not in [0, 1)"
+            )));
+        }
+        let n = self.image_scores.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let above = ((fpr * n as f64).floor() as usize).min(n - 1);
+        Ok(Some(self.image_scores[n - 1 - above]))
     }
 
     /// The threshold at `fpr`, interpolated linearly between the recorded rates.
@@ -737,6 +771,12 @@ mod tests {
         assert!((q.threshold_at(0.0015).unwrap() - 998.5).abs() < 1e-9);
         assert_eq!(q.threshold_at(0.1).unwrap(), 900.0);
         assert!(q.threshold_at(0.7).is_err());
+        // Two images of 500 pixels: image scores 1000 (the first) and 500, ascending.
+        assert_eq!(q.image_scores, [500.0, 1000.0]);
+        assert_eq!(q.image_threshold_at(0.0).unwrap(), Some(1000.0));
+        assert_eq!(q.image_threshold_at(0.49).unwrap(), Some(1000.0));
+        assert_eq!(q.image_threshold_at(0.5).unwrap(), Some(500.0));
+        assert!(q.image_threshold_at(1.0).is_err());
         assert!(ScoreQuantiles::from_scores(vec![33], 1, vec![1.0, f32::NAN]).is_err());
         assert!(ScoreQuantiles::from_scores(vec![33], 0, vec![]).is_err());
     }

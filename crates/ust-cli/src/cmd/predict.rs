@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 use ust_data::AnomalyMap;
 use ust_data::maps::{
     resize_bilinear, write_heatmap_png, write_map_npy, write_map_tiff, write_mask_png,
@@ -53,6 +54,55 @@ pub struct PredictArgs {
     /// anomaly-free validation pixels (e.g. 0.001).
     #[arg(long, conflicts_with = "threshold")]
     pub fpr: Option<f64>,
+    /// The per-image verdict of `summary.csv` / `summary.json`: an image is anomalous when its
+    /// image score (its map's maximum) exceeds the threshold at this image-level
+    /// false-positive rate on the run's validation images (0: above all of them).
+    #[arg(long, default_value_t = 0.0)]
+    pub image_fpr: f64,
+}
+
+/// One row of `summary.csv` / `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageVerdict {
+    /// The input file.
+    pub image: String,
+    /// Its maps' base name under --out (relative path without extension).
+    pub output: String,
+    /// The maximum of its anomaly map (at the model's resolution).
+    pub image_score: f64,
+    /// Whether the image score exceeds `threshold` (absent for runs without validation image
+    /// scores).
+    pub anomalous: Option<bool>,
+}
+
+/// `summary.json`: the verdict rule and every image's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictionSummary {
+    pub run_dir: String,
+    pub scales: Vec<usize>,
+    pub image_fpr: f64,
+    /// The image-score threshold at `image_fpr` on the validation images.
+    pub threshold: Option<f64>,
+    pub validation_images: usize,
+    pub images: Vec<ImageVerdict>,
+}
+
+impl PredictionSummary {
+    /// The rows as CSV (`image,output,image_score,anomalous`; paths quoted).
+    pub fn csv(&self) -> String {
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut out = String::from("image,output,image_score,anomalous\n");
+        for r in &self.images {
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                quote(&r.image),
+                quote(&r.output),
+                r.image_score,
+                r.anomalous.map_or(String::new(), |a| a.to_string())
+            ));
+        }
+        out
+    }
 }
 
 /// How maps are written: formats, the heatmap's colour range and the mask threshold.
@@ -201,19 +251,61 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
         .with_context(|| format!("loading {}", args.run_dir.display()))?;
     let (quantiles, threshold) = thresholds(&detector, &args.run_dir, args.threshold, args.fpr)?;
     let writer = MapWriter::new(args.format.clone(), quantiles.as_ref(), threshold);
+    let image_threshold = match &quantiles {
+        Some(q) => q.image_threshold_at(args.image_fpr)?,
+        None => None,
+    };
+    if image_threshold.is_none() {
+        tracing::warn!(
+            "{} keeps no validation image scores for these scales (a run trained before \
+             they were kept, or a subset of its scales): summary.csv has no verdicts",
+            args.run_dir.display()
+        );
+    }
     let inputs = collect_inputs(&args.inputs)?;
     let started = Instant::now();
     let bar = crate::text::progress_bar("predict", inputs.len(), "images");
+    let mut rows = Vec::with_capacity(inputs.len());
     for (path, rel) in &inputs {
         let prediction = detector
             .predict_file(path, &device)
             .with_context(|| format!("scoring {}", path.display()))?;
         let map = original_size_map(&prediction, &prediction.model_scores)?;
         writer.write(&args.out.join(rel), &map, path)?;
+        let image_score = prediction
+            .model_scores
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max) as f64;
+        rows.push(ImageVerdict {
+            image: path.display().to_string(),
+            output: rel.display().to_string(),
+            image_score,
+            anomalous: image_threshold.map(|t| image_score > t),
+        });
         tracing::debug!(image = %path.display(), "predicted");
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let summary = PredictionSummary {
+        run_dir: args.run_dir.display().to_string(),
+        scales: detector.patch_sizes(),
+        image_fpr: args.image_fpr,
+        threshold: image_threshold,
+        validation_images: quantiles.as_ref().map_or(0, |q| q.image_scores.len()),
+        images: rows,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    crate::text::write_json(&args.out.join("summary.json"), &summary)?;
+    let csv_path = args.out.join("summary.csv");
+    std::fs::write(&csv_path, summary.csv())
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    let flagged = summary
+        .images
+        .iter()
+        .filter(|r| r.anomalous == Some(true))
+        .count();
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{} anomaly maps in {} ({:.2} s per image, scales {:?}, heatmap range {:.2}..{:.2}{})",
@@ -227,5 +319,16 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
             .map(|t| format!(", masks above {t:.3}"))
             .unwrap_or_default()
     );
+    match image_threshold {
+        Some(t) => println!(
+            "{flagged} of {} images anomalous (image score above {t:.3}, image FPR {} on {} \
+             validation images); verdicts in {}",
+            summary.images.len(),
+            args.image_fpr,
+            summary.validation_images,
+            csv_path.display()
+        ),
+        None => println!("image scores in {}", csv_path.display()),
+    }
     Ok(ExitCode::SUCCESS)
 }
