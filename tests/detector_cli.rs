@@ -189,6 +189,50 @@ fn train_predict_evaluate_end_to_end() {
     assert!((0.0..=1.0).contains(&au_pro));
     assert!(eval_dir.join("report.md").is_file() && eval_dir.join("pro-curve.png").is_file());
     assert!(eval_dir.join("images/blob/000_overlay.png").is_file());
+    // report.html: every picture it shows lies in the folder; one entry per test image, each
+    // with the image score of its saved map, worst first (a good image by the share of
+    // images scoring below it, a defective one by the share above it).
+    let html = std::fs::read_to_string(eval_dir.join("report.html")).unwrap();
+    for src in html
+        .split("src=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+    {
+        assert!(
+            eval_dir.join(src).is_file(),
+            "report.html shows a missing {src}"
+        );
+    }
+    let entries: Vec<(String, f64)> = html
+        .split("<div class=\"entry\"><div class=\"meta\"><b>")
+        .skip(1)
+        .map(|e| {
+            let name = e[..e.find("</b>").unwrap()].to_string();
+            let score = e.split("image score ").nth(1).unwrap();
+            (name, score[..score.find('<').unwrap()].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(entries.len(), 4, "{html}");
+    let mut errors = Vec::new();
+    for (name, score) in &entries {
+        let map = ust_data::maps::read_map(eval_dir.join(format!("maps/widget/test/{name}.tiff")))
+            .unwrap();
+        let max = map.data.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        assert!(
+            (max - score).abs() < 5e-4,
+            "{name}: {score} vs the map's {max}"
+        );
+        let good = name.starts_with("good/");
+        let wrong = entries
+            .iter()
+            .filter(|(n, s)| n != name && if good { s < score } else { s > score })
+            .count();
+        errors.push(wrong);
+    }
+    assert!(
+        errors.windows(2).all(|w| w[0] >= w[1]),
+        "not worst first: {errors:?}"
+    );
 
     let check = dir.path().join("check.json");
     run_ok(

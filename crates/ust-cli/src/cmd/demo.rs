@@ -138,6 +138,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         report.category
     );
     println!("  report:    {}", out.join("report.md").display());
+    println!("  gallery:   {}", out.join("report.html").display());
     println!("  PRO curve: {}", out.join("pro-curve.png").display());
     println!("  heatmaps and overlays: {}", out.join("images").display());
     println!("  anomaly maps (TIFF): {}", out.join("maps").display());

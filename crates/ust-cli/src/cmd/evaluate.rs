@@ -21,6 +21,7 @@ use ust_metrics::{ImageReducer, Plane, SegmentationEvaluator, SegmentationScores
 
 use super::bench::peak_rss_mib;
 use super::evaluation_reuse::{ReusedEvaluation, reusable_evaluation};
+use super::html_report::GalleryEntry;
 use super::partial_maps::PartialMaps;
 use super::predict::{MapWriter, OutputFormat, original_size_map, thresholds};
 use super::train::category_dir;
@@ -59,7 +60,8 @@ pub struct EvaluateArgs {
     /// layout of the official evaluation script).
     #[arg(long)]
     pub save_maps: bool,
-    /// Write heatmap and overlay PNGs of every test image under OUT/images/<defect>/.
+    /// Write heatmap and overlay PNGs of every test image under OUT/images/<defect>/ (with
+    /// copies of the image and its mask) and OUT/report.html, a gallery of them worst first.
     #[arg(long)]
     pub images: bool,
     /// An earlier evaluation's folder (repeatable): its rows are taken instead of scoring the
@@ -219,6 +221,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
     let mut scored = 0usize;
     let started = Instant::now();
     let mut regions = 0usize;
+    let mut gallery = Vec::new();
     for (index, sample) in samples.iter().enumerate() {
         // One prediction per choice of score terms; kept as their maps one after another.
         let predictions = match partial.get(index)? {
@@ -288,7 +291,14 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
             maps_writer.write(&base, combined, &sample.path)?;
         }
         if args.images {
-            images_writer.write(&out.join("images").join(&rel), combined, &sample.path)?;
+            let base = out.join("images").join(&rel);
+            images_writer.write(&base, combined, &sample.path)?;
+            let image_score = combined
+                .data
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max) as f64;
+            gallery.push(GalleryEntry::write(&out, &base, sample, image_score)?);
         }
         bar.inc(1);
     }
@@ -355,6 +365,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
         &format!("PRO curve: {}", report.category),
     )?;
     write_reports(&out, &report)?;
+    if args.images {
+        super::html_report::write(&out, &report, &gallery)?;
+    }
     partial.finish()?;
     Ok((report, out))
 }

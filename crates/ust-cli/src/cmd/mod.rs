@@ -9,6 +9,7 @@ pub mod eval;
 pub mod evaluate;
 pub mod evaluation_reuse;
 pub mod experiment;
+pub mod html_report;
 pub mod oneclass;
 pub mod partial_maps;
 pub mod predict;
