@@ -757,8 +757,10 @@ fn predict_writes_per_image_verdicts_at_an_image_false_positive_rate() {
         ),
     ] {
         let out = dir.path().join(format!("pred-{fpr}"));
-        run_ok(
+        let output = run_ok(
             ust()
+                .arg("--quiet")
+                .env_remove("RUST_LOG")
                 .arg("predict")
                 .arg(&run)
                 .arg(&test)
@@ -766,6 +768,10 @@ fn predict_writes_per_image_verdicts_at_an_image_false_positive_rate() {
                 .arg(&out)
                 .args(["--format", "npy", "--image-fpr", fpr]),
         );
+        // --quiet: the results on stdout, no log lines on stderr.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("INFO"), "{stderr}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("anomaly maps"));
         let summary = json(&out.join("summary.json"));
         assert_eq!(summary["threshold"].as_f64().unwrap(), expected);
         let rows = summary["images"].as_array().unwrap();

@@ -11,6 +11,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "ust", version, about, long_about = None)]
 struct Cli {
+    /// Only warnings and errors on stderr, and no progress bars (results still go to stdout;
+    /// RUST_LOG, when set, decides the log level).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,9 +51,10 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    init_tracing();
-    keep_freed_memory();
     let cli = Cli::parse();
+    text::set_quiet(cli.quiet);
+    init_tracing(cli.quiet);
+    keep_freed_memory();
     let result = match cli.command {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Data(args) => cmd::data::run(args),
@@ -103,12 +108,14 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level (`info`). Colours only on a
-/// terminal (and not with `NO_COLOR`): a log written to a file or a pipe stays plain text.
-fn init_tracing() {
+/// Logs go to stderr; `RUST_LOG` overrides the default level (`info`, `warn` with
+/// `--quiet`). Colours only on a terminal (and not with `NO_COLOR`): a log written to a file
+/// or a pipe stays plain text.
+fn init_tracing(quiet: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let level = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -21,10 +21,21 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyh
     Ok(())
 }
 
+/// `--quiet`: no progress bars.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Hides every later progress bar (`--quiet`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The progress bar of a loop over `len` items named `unit` (`evaluate`, `predict` and
 /// `baseline` over images, one-class training over steps): drawn only when stderr is a
-/// terminal (indicatif's own check), so logs in files stay clean.
+/// terminal (indicatif's own check), so logs in files stay clean, and never with `--quiet`.
 pub fn progress_bar(what: &str, len: usize, unit: &str) -> indicatif::ProgressBar {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return indicatif::ProgressBar::hidden();
+    }
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
