@@ -793,3 +793,57 @@ fn predict_writes_per_image_verdicts_at_an_image_false_positive_rate() {
         }
     }
 }
+
+/// `ust evaluate` killed with SIGKILL mid-way (not a clean stop) and run again resumes from
+/// the scores it kept and reports exactly what an uninterrupted run reports.
+#[test]
+fn an_evaluation_killed_mid_way_resumes_with_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_smoke_run(dir.path());
+    // Thirty more defect-free test images, so that the evaluation lasts long enough to be
+    // killed between two images.
+    for i in 0..30 {
+        support::save(
+            &support::texture(100 + i, 44, 36, None),
+            &dir.path().join(format!("widget/test/good/extra{i:03}.png")),
+        );
+    }
+    let evaluate = |out: &Path| {
+        let mut c = ust();
+        c.arg("evaluate").arg(&run).arg("--out").arg(out);
+        c
+    };
+    let full = dir.path().join("full");
+    run_ok(&mut evaluate(&full));
+    let full = json(&full.join("report.json"));
+
+    let part = dir.path().join("part");
+    let mut child = evaluate(&part)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let kept = part.join("evaluate-partial");
+    let started = std::time::Instant::now();
+    while !kept.join("00002.f32").is_file() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed"
+        );
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no score kept after 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!part.join("report.json").exists());
+    run_ok(&mut evaluate(&part));
+    let resumed = json(&part.join("report.json"));
+    let n = resumed["resumed_images"].as_u64().unwrap();
+    // The smoke preset evaluates 16 of the 34 test images.
+    assert!((3..16).contains(&n), "resumed {n} images");
+    assert_eq!(resumed["test_images"], 16);
+    assert_eq!(resumed["rows"], full["rows"]);
+}
