@@ -170,12 +170,13 @@ fn read_tiff(path: &Path) -> Result<AnomalyMap> {
 
 fn read_npy(path: &Path) -> Result<AnomalyMap> {
     use npyz::{DType, Order, TypeChar};
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    check_npy_header(path, &bytes)?;
     let decode_error = |what: &str, e: std::io::Error| DataError::Decode {
         path: path.to_path_buf(),
         cause: format!("{what}: {e}"),
     };
-    let npy = npyz::NpyFile::new(BufReader::new(file))
+    let npy = npyz::NpyFile::new(bytes.as_slice())
         .map_err(|e| decode_error("not a readable .npy file", e))?;
     if npy.order() != Order::C {
         return Err(DataError::invalid(
@@ -233,6 +234,62 @@ fn read_npy(path: &Path) -> Result<AnomalyMap> {
         height: h,
         data,
     })
+}
+
+/// Checks what npyz takes on trust in a `.npy` header, before it parses it: the header length
+/// against the file's, and the element count of the shape, which npyz multiplies unchecked (a
+/// panic in debug builds, a wrapped count in release ones). Anything else is left to npyz.
+fn check_npy_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (start, len): (usize, usize) = match bytes {
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, ..] => {
+            (10, u16::from_le_bytes([*a, *b]) as usize)
+        }
+        [0x93, b'N', b'U', b'M', b'P', b'Y', _, _, a, b, c, d, ..] => {
+            (12, u32::from_le_bytes([*a, *b, *c, *d]) as usize)
+        }
+        _ => return Ok(()),
+    };
+    let Some(header) = bytes.get(start..start.saturating_add(len)) else {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the .npy header announces {len} bytes, the file holds {}",
+                bytes.len().saturating_sub(start)
+            ),
+        });
+    };
+    let header = String::from_utf8_lossy(header);
+    let Some(key) = header.find("'shape'").or_else(|| header.find("\"shape\"")) else {
+        return Ok(());
+    };
+    let rest = &header[key + "'shape'".len()..];
+    let (Some(open), Some(close)) = (rest.find(['(', '[']), rest.find([')', ']'])) else {
+        return Ok(());
+    };
+    let dims = &rest[open + 1..close.max(open + 1)];
+    let mut count = 1u64;
+    for dim in dims.split(',').map(str::trim) {
+        if dim.is_empty() {
+            continue;
+        }
+        // NumPy writes decimal integers; a dimension npyz would read otherwise is refused
+        // rather than left to its unchecked product.
+        let d: u64 = dim.trim_end_matches('L').parse().map_err(|_| {
+            DataError::invalid(
+                path,
+                format!(".npy shape dimension {dim:?} is not a decimal integer"),
+            )
+        })?;
+        if d != 0 {
+            count = count.checked_mul(d).ok_or_else(|| {
+                DataError::invalid(
+                    path,
+                    format!(".npy shape ({dims}) has more elements than 64 bits count"),
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Bilinear resampling of a map to `width`×`height` with pixel centres aligned (the convention

@@ -101,10 +101,20 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u8) -> Result<PathBuf> 
 
 /// Reads an idx3 file of images (magic 0x00000803): header, then `count · rows · cols` bytes.
 pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
-    let bytes = read_maybe_gzip(path)?;
+    let bytes = read_maybe_gzip(path, IMAGES_MAGIC, 3)?;
     let header = idx_header(path, &bytes, IMAGES_MAGIC, 3)?;
     let (count, rows, cols) = (header[0], header[1], header[2]);
-    let pixels = idx_payload(path, &bytes, 16, count * rows * cols, "pixel")?;
+    // Three u32 dimensions can multiply past 64 bits (a corrupt header, not a large file).
+    let expected = count
+        .checked_mul(rows)
+        .and_then(|n| n.checked_mul(cols))
+        .ok_or_else(|| {
+            DataError::invalid(
+                path,
+                format!("the header announces {count}x{rows}x{cols} pixels, an impossible count"),
+            )
+        })?;
+    let pixels = idx_payload(path, &bytes, 16, expected, "pixel")?;
     Ok(IdxImages {
         count,
         rows,
@@ -115,7 +125,7 @@ pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
 
 /// Reads an idx1 file of labels (magic 0x00000801): header, then one byte per item.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gzip(path)?;
+    let bytes = read_maybe_gzip(path, LABELS_MAGIC, 1)?;
     let header = idx_header(path, &bytes, LABELS_MAGIC, 1)?;
     idx_payload(path, &bytes, 8, header[0], "label")
 }
@@ -181,22 +191,41 @@ fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// The file's bytes, gunzipped when they start with the gzip magic (1f 8b).
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+/// The bytes of an idx file with `magic` and `dims` dimensions, gunzipped when they start with
+/// the gzip magic (1f 8b). An idx file is its header and the product of its dimensions, nothing
+/// more: the header is decompressed first, then at most the bytes it announces and one (which
+/// the length check reports), so that a small file inflating to gigabytes is never held in
+/// memory.
+pub(crate) fn read_maybe_gzip(path: &Path, magic: u32, dims: usize) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
-    let mut out = Vec::with_capacity(raw.len() * 4);
-    flate2::read::MultiGzDecoder::new(raw.as_slice())
+    let gzip_error = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => DataError::Truncated {
+            path: path.to_path_buf(),
+            detail: "the gzip stream ends early".into(),
+        },
+        _ => DataError::invalid(path, format!("corrupt gzip stream: {e}")),
+    };
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw.as_slice());
+    let mut out = Vec::new();
+    (&mut decoder)
+        .take(4 + 4 * dims as u64)
         .read_to_end(&mut out)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => DataError::Truncated {
-                path: path.to_path_buf(),
-                detail: "the gzip stream ends early".into(),
-            },
-            _ => DataError::invalid(path, format!("corrupt gzip stream: {e}")),
-        })?;
+        .map_err(gzip_error)?;
+    // A wrong magic number or an impossible count is reported from the header alone.
+    let payload = match out.get(..4) {
+        Some(m) if be_u32(m) == magic => out[4..]
+            .chunks_exact(4)
+            .try_fold(1u64, |n, d| n.checked_mul(u64::from(be_u32(d))))
+            .unwrap_or(0),
+        _ => 0,
+    };
+    decoder
+        .take(payload.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(gzip_error)?;
     Ok(out)
 }
 

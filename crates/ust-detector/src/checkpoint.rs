@@ -356,6 +356,9 @@ impl TeacherFileInfo {
         let architecture: PatchNetConfig =
             serde_json::from_str(metadata_entry(path, &meta, METADATA_CONFIG_KEY)?)
                 .map_err(|e| DetectorError::bad_file(path, format!("bad architecture: {e}")))?;
+        architecture
+            .check()
+            .map_err(|e| DetectorError::bad_file(path, format!("bad architecture: {e}")))?;
         let training_config = training_config_from(
             path,
             metadata_entry(path, &meta, METADATA_TRAINING_CONFIG_KEY)?,

@@ -102,6 +102,11 @@ impl CostModel {
         if model.scales.is_empty() {
             return Err("costs.toml: [scales] is empty".into());
         }
+        if let Some(k) = model.scales.keys().find(|k| k.parse::<usize>().is_err()) {
+            return Err(format!(
+                "costs.toml: [scales.{k}] does not name a patch size"
+            ));
+        }
         Ok(model)
     }
 
@@ -117,7 +122,8 @@ impl CostModel {
             .filter_map(|(k, c)| k.parse::<usize>().ok().map(|q| (q, c)))
             .min_by_key(|(q, _)| q.abs_diff(p))
             .expect("scales is not empty");
-        let r = (p * p) as f64 / (q * q) as f64;
+        // In floating point: a configuration file can name any patch size.
+        let r = (p as f64 * p as f64) / (q as f64 * q as f64);
         let s = |l: Linear| Linear {
             fixed: l.fixed,
             per_px: l.per_px * r,
@@ -195,7 +201,7 @@ impl CostModel {
             Task::Teacher { config, .. } => {
                 let config = TeacherTrainingConfig::from_toml_file(config, Some(preset)).ok()?;
                 let c = self.scale(config.teacher.patch_size);
-                let patch_px = (config.teacher.patch_size * config.teacher.patch_size) as f64;
+                let patch_px = (config.teacher.patch_size as f64).powi(2);
                 let per_iteration =
                     config.schedule.batch_size as f64 * c.teacher_patch.at(patch_px);
                 Estimate {

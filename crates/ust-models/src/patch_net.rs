@@ -68,6 +68,9 @@ pub struct PatchNetConfig {
     pub p65_conv3_channels: usize,
 }
 
+/// The most channels (input, descriptor, p = 65 third layer) a [`PatchNetConfig`] may name.
+const MAX_CHANNELS: usize = 1 << 16;
+
 impl Default for PatchNetConfig {
     fn default() -> Self {
         Self::new(65)
@@ -109,6 +112,17 @@ impl PatchNetConfig {
         }
         if self.p65_conv3_channels == 0 {
             return bad("p65_conv3_channels must be at least 1".into());
+        }
+        // A bound far above any real network, so that no layer's size overflows (a corrupt
+        // file's metadata can name any number).
+        for (name, value) in [
+            ("in_channels", self.in_channels),
+            ("descriptor_dim", self.descriptor_dim),
+            ("p65_conv3_channels", self.p65_conv3_channels),
+        ] {
+            if value > MAX_CHANNELS {
+                return bad(format!("{name} {value} is above {MAX_CHANNELS}"));
+            }
         }
         Ok(())
     }
