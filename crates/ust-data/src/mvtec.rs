@@ -119,6 +119,13 @@ pub struct CategoryScan {
     pub problems: Vec<DataError>,
 }
 
+/// A category's name: its folder's name (the whole path when it has none, e.g. `/`).
+fn folder_name(root: &Path) -> String {
+    root.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| root.display().to_string())
+}
+
 impl MvtecCategory {
     /// Finds the files of the category at `root` and checks the layout; the first problem
     /// found is an error: `train/good` or `test` missing ([`DataError::Missing`]), an empty
@@ -138,10 +145,7 @@ impl MvtecCategory {
     /// are missing, or `train/good` holds no image.
     pub fn scan(root: impl AsRef<Path>) -> Result<CategoryScan> {
         let root = root.as_ref().to_path_buf();
-        let name = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| root.display().to_string());
+        let name = folder_name(&root);
         if !root.is_dir() {
             return Err(DataError::Missing {
                 path: root,
@@ -255,10 +259,7 @@ impl MvtecCategory {
     /// of `root` itself (a plain folder of good images). The result has no test samples.
     pub fn open_for_training(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        let name = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| root.display().to_string());
+        let name = folder_name(&root);
         if !root.is_dir() {
             return Err(DataError::Missing {
                 path: root,

@@ -26,52 +26,16 @@ use ust_detector::{
 };
 use ust_models::{PatchNet, PatchNetConfig};
 
+#[path = "../../../tests/support/fuzz.rs"]
+mod fuzz;
+use fuzz::{Rng, mutate_one_in};
+
 /// Seeded random cases per reader and mutation kind (small files).
 const CASES: usize = 1000;
 
 /// What a reader given a huge header must stay within (no giant allocation, no loop over the
 /// announced elements).
 const QUICK: Duration = Duration::from_secs(10);
-
-/// xorshift64*: a tiny seeded generator, so that every run feeds the same bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
-
-    /// Random text drawn from the characters that TOML and JSON are made of.
-    fn syntax(&mut self, len: usize) -> Vec<u8> {
-        const ALPHABET: &[u8] = b"[]{}()=,.:\"'#\n -+_0123456789eEinfatrusl";
-        (0..len)
-            .map(|_| ALPHABET[self.below(ALPHABET.len())])
-            .collect()
-    }
-}
-
-/// `valid` with one byte in `range` replaced by a different random value.
-fn mutate_one(rng: &mut Rng, valid: &[u8], range: std::ops::Range<usize>) -> Vec<u8> {
-    let mut bytes = valid.to_vec();
-    let i = range.start + rng.below(range.len());
-    bytes[i] ^= 1 + rng.below(255) as u8;
-    bytes
-}
 
 /// `valid` with a few bytes of `range` overwritten, a chunk of it cut out, or random bytes
 /// inserted into it.
@@ -275,7 +239,7 @@ fn teacher_file_metadata_valid_truncated_mutated_and_random() {
     for case in 0..CASES {
         let export = (case % 25 == 0).then_some(out.as_path());
         for bytes in [
-            mutate_one(&mut rng, &valid, 0..valid.len()),
+            mutate_one_in(&mut rng, &valid, 0..valid.len()),
             mutate_more(&mut rng, &valid, 0..valid.len()),
         ] {
             put(&path, &bytes);
@@ -401,7 +365,7 @@ fn teacher_weights_valid_truncated_and_mutated() {
     let mut rng = Rng::new(12);
     for _ in 0..60 {
         for bytes in [
-            mutate_one(&mut rng, &valid, 0..header),
+            mutate_one_in(&mut rng, &valid, 0..header),
             mutate_more(&mut rng, &valid, 0..header),
         ] {
             put(&path, &bytes);
@@ -476,7 +440,7 @@ fn run_directories_valid_truncated_mutated_and_random() {
     let mut rng = Rng::new(14);
     let mut inputs: Vec<Vec<u8>> = (0..valid.len()).map(|n| valid[..n].to_vec()).collect();
     for _ in 0..CASES {
-        inputs.push(mutate_one(&mut rng, &valid, 0..valid.len()));
+        inputs.push(mutate_one_in(&mut rng, &valid, 0..valid.len()));
         inputs.push(mutate_more(&mut rng, &valid, 0..valid.len()));
         let len = rng.below(128);
         inputs.push(rng.syntax(len));
@@ -511,7 +475,7 @@ fn run_directories_valid_truncated_mutated_and_random() {
     let scores_text = String::from_utf8(valid_scores.clone()).unwrap();
     for _ in 0..CASES {
         for bytes in [
-            mutate_one(&mut rng, &valid_scores, 0..valid_scores.len()),
+            mutate_one_in(&mut rng, &valid_scores, 0..valid_scores.len()),
             mutate_more(&mut rng, &valid_scores, 0..valid_scores.len()),
         ] {
             put(&scores_file, &bytes);
@@ -544,7 +508,7 @@ fn run_directories_valid_truncated_mutated_and_random() {
     }
     for _ in 0..60 {
         for bytes in [
-            mutate_one(&mut rng, &valid_scale, 0..header),
+            mutate_one_in(&mut rng, &valid_scale, 0..header),
             mutate_more(&mut rng, &valid_scale, 0..header),
         ] {
             put(&scale_file, &bytes);
@@ -576,7 +540,7 @@ fn teacher_configuration_toml_valid_truncated_mutated_and_random() {
     let mut rng = Rng::new(15);
     let mut inputs: Vec<Vec<u8>> = (0..bytes.len()).map(|n| bytes[..n].to_vec()).collect();
     for _ in 0..CASES {
-        inputs.push(mutate_one(&mut rng, bytes, 0..bytes.len()));
+        inputs.push(mutate_one_in(&mut rng, bytes, 0..bytes.len()));
         inputs.push(mutate_more(&mut rng, bytes, 0..bytes.len()));
         let len = rng.below(128);
         inputs.push(rng.syntax(len));

@@ -11,48 +11,12 @@ use serde_json::{Value, json};
 use ust_experiments::cost::{COSTS_TOML, CostModel};
 use ust_experiments::{Experiment, JobKind, Overrides, Plan, parse_figures};
 
+#[path = "../../../tests/support/fuzz.rs"]
+mod fuzz;
+use fuzz::{Rng, mutate_one};
+
 /// Seeded random cases per input and mutation kind.
 const CASES: usize = 1000;
-
-/// xorshift64*: a tiny seeded generator, so that every run feeds the same bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
-
-    /// Random text drawn from the characters that TOML and JSON are made of.
-    fn syntax(&mut self, len: usize) -> Vec<u8> {
-        const ALPHABET: &[u8] = b"[]{}=,.:\"'#\n -+_0123456789eEinfatrusl";
-        (0..len)
-            .map(|_| ALPHABET[self.below(ALPHABET.len())])
-            .collect()
-    }
-}
-
-/// `valid` with one byte replaced by a different random value.
-fn mutate_one(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
-    let mut bytes = valid.to_vec();
-    let i = rng.below(bytes.len());
-    bytes[i] ^= 1 + rng.below(255) as u8;
-    bytes
-}
 
 /// `valid` with a few bytes overwritten, a chunk cut out, or random syntax inserted.
 fn mutate_more(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
