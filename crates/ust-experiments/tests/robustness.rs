@@ -92,6 +92,21 @@ fn text_variants(rng: &mut Rng, text: &str) -> Vec<String> {
     out
 }
 
+/// Every truncation of `text`, `mutations` pairs of one-byte and larger mutations, and 20
+/// rounds of its numbers and values replaced ([`text_variants`]).
+fn text_inputs(rng: &mut Rng, text: &str, mutations: usize) -> Vec<Vec<u8>> {
+    let valid = text.as_bytes();
+    let mut inputs: Vec<Vec<u8>> = (0..valid.len()).map(|n| valid[..n].to_vec()).collect();
+    for _ in 0..mutations {
+        inputs.push(mutate_one(rng, valid));
+        inputs.push(mutate_more(rng, valid));
+    }
+    for _ in 0..20 {
+        inputs.extend(text_variants(rng, text).into_iter().map(String::into_bytes));
+    }
+    inputs
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -145,18 +160,7 @@ fn experiment_files_valid_truncated_mutated_and_random() {
         put(&path, valid);
         assert!(load_and_round_trip(&path, &again), "{name} does not load");
 
-        let mut inputs: Vec<Vec<u8>> = (0..valid.len()).map(|n| valid[..n].to_vec()).collect();
-        for _ in 0..CASES / 4 {
-            inputs.push(mutate_one(&mut rng, valid));
-            inputs.push(mutate_more(&mut rng, valid));
-        }
-        for _ in 0..20 {
-            inputs.extend(
-                text_variants(&mut rng, &text)
-                    .into_iter()
-                    .map(String::into_bytes),
-            );
-        }
+        let inputs = text_inputs(&mut rng, &text, CASES / 4);
         let mut loaded = 0;
         for input in &inputs {
             put(&path, input);
@@ -445,19 +449,7 @@ fn job_reports_valid_mutated_and_random() {
     let mut rng = Rng::new(24);
     for (_, report) in &reports {
         let text = serde_json::to_string(report).unwrap();
-        let valid = text.as_bytes();
-        let mut inputs: Vec<Vec<u8>> = (0..valid.len()).map(|n| valid[..n].to_vec()).collect();
-        for _ in 0..CASES {
-            inputs.push(mutate_one(&mut rng, valid));
-            inputs.push(mutate_more(&mut rng, valid));
-        }
-        for _ in 0..20 {
-            inputs.extend(
-                text_variants(&mut rng, &text)
-                    .into_iter()
-                    .map(String::into_bytes),
-            );
-        }
+        let mut inputs = text_inputs(&mut rng, &text, CASES);
         inputs.push(format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes());
         for input in &inputs {
             // Report files are read as JSON first (serde_json stops deep nesting itself).
