@@ -92,6 +92,20 @@ pub fn load_cifar10(dir: &Path) -> Result<Cifar10> {
     }
 }
 
+/// CIFAR-10 from `dir` when it holds a copy in either layout ([`detect_cifar10`]), else
+/// downloaded from the Hugging Face Hub through candle-datasets
+/// ([`crate::hub::cifar10_from_hub`]; cached by the Hub client, so only the first call needs
+/// the network).
+#[cfg(feature = "hub")]
+pub fn load_cifar10_or_hub(dir: &Path) -> Result<Cifar10> {
+    if detect_cifar10(dir).is_some() {
+        load_cifar10(dir)
+    } else {
+        tracing::info!("no CIFAR-10 in {}", dir.display());
+        crate::hub::cifar10_from_hub()
+    }
+}
+
 /// The five training batches and the test batch of `dir`.
 pub fn load_binary_batches(dir: &Path) -> Result<Cifar10> {
     let mut train: Option<LabeledImages> = None;

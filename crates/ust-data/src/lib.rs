@@ -6,12 +6,24 @@
 //! become candle tensors with [`batch_to_tensor`]. The detector's output, per-pixel anomaly
 //! maps, is written and read by [`maps`] (float TIFF, `.npy`, heatmap, overlay and mask PNGs).
 //! Bad input is a [`DataError`] naming the file.
+//!
+//! # Cargo features
+//!
+//! * `hub` (off by default): MNIST and CIFAR-10 from the Hugging Face Hub through
+//!   candle-datasets when the folder given holds no copy —
+//!   [`mnist::load_mnist_or_hub`], [`cifar::load_cifar10_or_hub`] and the `hub` module.
+//!   candle-datasets always brings parquet (with arrow) and a blocking HTTP/TLS client, which
+//!   the default, offline build does without. candle-datasets is also a dev-dependency (test
+//!   builds only, with or without the feature): `tests/candle_datasets.rs` checks our MNIST
+//!   and CIFAR-10 readers against its directory loaders on the shared files (no network).
 
 pub mod cache;
 pub mod cifar;
 pub mod error;
 pub mod files;
 pub mod folder;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod image_io;
 pub mod labeled;
 pub mod maps;

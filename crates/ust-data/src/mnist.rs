@@ -42,6 +42,19 @@ pub fn load_mnist(dir: &Path) -> Result<Mnist> {
     })
 }
 
+/// MNIST from `dir` when it holds the files ([`is_mnist_dir`]), else downloaded from the
+/// Hugging Face Hub through candle-datasets ([`crate::hub::mnist_from_hub`]; cached by the
+/// Hub client, so only the first call needs the network).
+#[cfg(feature = "hub")]
+pub fn load_mnist_or_hub(dir: &Path) -> Result<Mnist> {
+    if is_mnist_dir(dir) {
+        load_mnist(dir)
+    } else {
+        tracing::info!("no MNIST files in {}", dir.display());
+        crate::hub::mnist_from_hub()
+    }
+}
+
 /// Whether `dir` holds MNIST's training images file.
 pub fn is_mnist_dir(dir: &Path) -> bool {
     find_file(dir, "train", "images", 3).is_ok()
