@@ -126,7 +126,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         score: vec![ust_detector::ScoreTerms::Both],
     })?;
     let best = report.rows.last().context("the evaluation has no rows")?;
-    println!("{}", super::evaluate::markdown(&report));
+    println!("{}", report.markdown());
     println!(
         "demo finished in {:.0} s: AU-PRO {:.3} (FPR ≤ 0.3), pixel AUROC {:.3}{} on {}",
         started.elapsed().as_secs_f64(),

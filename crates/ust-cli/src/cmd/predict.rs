@@ -1,33 +1,18 @@
 //! `ust predict`: anomaly maps for new images with a trained run directory, at each image's own
 //! size: 32-bit float TIFF (what `ust eval` and the official MVTec evaluation script read) and
-//! NPY for programs, heatmap and overlay PNGs for people, binary masks at a threshold.
+//! NPY for programs, heatmap and overlay PNGs for people, binary masks at a threshold (the
+//! files and thresholds are [`ust_engine::postprocess`]'s).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
-use ust_data::AnomalyMap;
-use ust_data::maps::{
-    resize_bilinear, write_heatmap_png, write_map_npy, write_map_tiff, write_mask_png,
-    write_overlay_png,
-};
-use ust_detector::pipeline::ScoreQuantiles;
-use ust_detector::{Detector, Prediction};
-
-/// What `ust predict` writes per image.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputFormat {
-    /// `NAME_heatmap.png` and `NAME_overlay.png` (the heatmap over the image).
-    Png,
-    /// `NAME.tiff`: the scores, 32-bit float.
-    Tiff,
-    /// `NAME.npy`: the scores, little-endian f32, shape (height, width).
-    Npy,
-}
+use ust_detector::Detector;
+use ust_engine::postprocess::{MapWriter, OutputFormat, max_score, resize_to_original, thresholds};
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -105,92 +90,6 @@ impl PredictionSummary {
     }
 }
 
-/// How maps are written: formats, the heatmap's colour range and the mask threshold.
-#[derive(Debug, Clone)]
-pub struct MapWriter {
-    pub formats: Vec<OutputFormat>,
-    /// Scores at or below `lo` are dark, at or above `hi` bright.
-    pub lo: f32,
-    pub hi: f32,
-    pub threshold: Option<f32>,
-}
-
-/// Heatmap opacity over the image at the top of the colour range (scaled down with the score:
-/// `write_overlay_png`).
-const OVERLAY_ALPHA: f32 = 0.8;
-
-impl MapWriter {
-    /// The colour range from the validation scores: the median normal pixel is dark, twice the
-    /// highest normal score is bright (so what no normal pixel reaches stands out). Without
-    /// validation scores, 0 to 8 (the scores are sums of two standardised terms).
-    pub fn new(
-        formats: Vec<OutputFormat>,
-        quantiles: Option<&ScoreQuantiles>,
-        threshold: Option<f32>,
-    ) -> Self {
-        let (lo, hi) = match quantiles {
-            Some(q) => {
-                let lo = q.median() as f32;
-                let hi = (2.0 * q.max() as f32).max(lo + 1.0);
-                (lo, hi)
-            }
-            None => (0.0, 8.0),
-        };
-        Self {
-            formats,
-            lo,
-            hi,
-            threshold,
-        }
-    }
-
-    /// Writes the outputs of one image: `base` is the output path without extension.
-    pub fn write(&self, base: &Path, map: &AnomalyMap, source: &Path) -> Result<()> {
-        if let Some(dir) = base.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let with = |suffix: &str| {
-            let mut s = base.as_os_str().to_owned();
-            s.push(suffix);
-            PathBuf::from(s)
-        };
-        for f in &self.formats {
-            match f {
-                OutputFormat::Tiff => write_map_tiff(with(".tiff"), map)?,
-                OutputFormat::Npy => write_map_npy(with(".npy"), map)?,
-                OutputFormat::Png => {
-                    write_heatmap_png(with("_heatmap.png"), map, self.lo, self.hi)?;
-                    let image = ust_data::image_io::decode_image(source)?.to_rgb8();
-                    write_overlay_png(
-                        with("_overlay.png"),
-                        &image,
-                        map,
-                        self.lo,
-                        self.hi,
-                        OVERLAY_ALPHA,
-                    )?;
-                }
-            }
-        }
-        if let Some(t) = self.threshold {
-            write_mask_png(with("_mask.png"), map, t)?;
-        }
-        Ok(())
-    }
-}
-
-/// A model-size score map resized (bilinear) to the image's own size.
-pub fn original_size_map(prediction: &Prediction, scores: &[f32]) -> Result<AnomalyMap> {
-    let s = prediction.model_size;
-    let map = AnomalyMap::new(s, s, scores.to_vec())?;
-    let size = prediction.image.original_size;
-    Ok(resize_bilinear(
-        &map,
-        size.width as usize,
-        size.height as usize,
-    )?)
-}
-
 /// Every image of `inputs` with the path its outputs get under the output folder (relative:
 /// a folder's images keep their path inside it, a file its name; extension removed).
 pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>> {
@@ -221,30 +120,6 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>> {
     Ok(out)
 }
 
-/// The validation thresholds of `run_dir` for the loaded scales, and the mask threshold
-/// `threshold`/`fpr` ask for.
-pub fn thresholds(
-    detector: &Detector,
-    run_dir: &Path,
-    threshold: Option<f32>,
-    fpr: Option<f64>,
-) -> Result<(Option<ScoreQuantiles>, Option<f32>)> {
-    let quantiles = detector.quantiles(run_dir).ok().flatten();
-    let threshold = match (threshold, fpr) {
-        (Some(t), _) => Some(t),
-        (None, Some(f)) => match &quantiles {
-            Some(q) => Some(q.threshold_at(f)? as f32),
-            None => bail!(
-                "{} has no validation thresholds for the scales {:?}; pass --threshold",
-                run_dir.display(),
-                detector.patch_sizes()
-            ),
-        },
-        (None, None) => None,
-    };
-    Ok((quantiles, threshold))
-}
-
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let device = args.device.open()?;
     let detector = Detector::load(&args.run_dir, args.scales.as_deref(), &device)
@@ -270,13 +145,13 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
         let prediction = detector
             .predict_file(path, &device)
             .with_context(|| format!("scoring {}", path.display()))?;
-        let map = original_size_map(&prediction, &prediction.model_scores)?;
+        let map = resize_to_original(
+            &prediction.model_scores,
+            prediction.model_size,
+            prediction.image.original_size,
+        )?;
         writer.write(&args.out.join(rel), &map, path)?;
-        let image_score = prediction
-            .model_scores
-            .iter()
-            .copied()
-            .fold(f32::NEG_INFINITY, f32::max) as f64;
+        let image_score = max_score(&prediction.model_scores);
         rows.push(ImageVerdict {
             image: path.display().to_string(),
             output: rel.display().to_string(),

@@ -4,11 +4,11 @@
 //! referenced by a relative path, so the folder can be moved or zipped as it is.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result};
-
-use super::evaluate::EvaluationReport;
+use crate::error::{EngineError, Result};
+use crate::postprocess::with_suffix;
+use crate::report::EvaluationReport;
 
 /// One test image of the gallery: its pictures, relative to the report folder.
 #[derive(Debug, Clone)]
@@ -41,24 +41,26 @@ impl GalleryEntry {
                 .collect::<Vec<_>>()
                 .join("/")
         };
-        let with = |suffix: &str| {
-            let mut s = base.as_os_str().to_owned();
-            s.push(suffix);
-            PathBuf::from(s)
-        };
+        let with = |suffix: &str| with_suffix(base, suffix);
         let ext = sample
             .path
             .extension()
             .map(|e| e.to_string_lossy().to_lowercase())
             .unwrap_or_else(|| "png".into());
         let image = with(&format!("_image.{ext}"));
-        std::fs::copy(&sample.path, &image)
-            .with_context(|| format!("copying {} to {}", sample.path.display(), image.display()))?;
+        std::fs::copy(&sample.path, &image).map_err(|source| EngineError::Copy {
+            from: sample.path.clone(),
+            to: image.clone(),
+            source,
+        })?;
         let ground_truth = match &sample.mask_path {
             Some(mask) => {
                 let to = with("_ground_truth.png");
-                std::fs::copy(mask, &to)
-                    .with_context(|| format!("copying {} to {}", mask.display(), to.display()))?;
+                std::fs::copy(mask, &to).map_err(|source| EngineError::Copy {
+                    from: mask.clone(),
+                    to: to.clone(),
+                    source,
+                })?;
                 Some(rel(&to))
             }
             None => None,
@@ -214,8 +216,7 @@ pub fn render(report: &EvaluationReport, entries: &[GalleryEntry]) -> String {
 /// Writes `out/report.html`.
 pub fn write(out: &Path, report: &EvaluationReport, entries: &[GalleryEntry]) -> Result<()> {
     let path = out.join("report.html");
-    std::fs::write(&path, render(report, entries))
-        .with_context(|| format!("writing {}", path.display()))
+    std::fs::write(&path, render(report, entries)).map_err(EngineError::io("writing", &path))
 }
 
 #[cfg(test)]
