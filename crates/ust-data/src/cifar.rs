@@ -106,6 +106,15 @@ pub fn load_cifar10_or_hub(dir: &Path) -> Result<Cifar10> {
     }
 }
 
+/// CIFAR-10 images as candle-datasets 0.11.1's Hub loader (`candle_datasets::vision::cifar::load`)
+/// returns them, back to N×C×H×W. That loader decodes each image row-major (N×H×W×C) and
+/// permutes with `(0, 3, 2, 1)`, which gives N×C×W×H: each image transposed (its directory
+/// loader, `load_dir`, returns N×C×H×W). Swapping the last two axes puts the rows back
+/// (checked on the real loader by `tests/hub_cache.rs`).
+pub fn hub_tensor_to_chw(images: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+    images.transpose(2, 3)?.contiguous()
+}
+
 /// The five training batches and the test batch of `dir`.
 pub fn load_binary_batches(dir: &Path) -> Result<Cifar10> {
     let mut train: Option<LabeledImages> = None;

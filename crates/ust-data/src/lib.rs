@@ -15,7 +15,9 @@
 //!   candle-datasets always brings parquet (with arrow) and a blocking HTTP/TLS client, which
 //!   the default, offline build does without. candle-datasets is also a dev-dependency (test
 //!   builds only, with or without the feature): `tests/candle_datasets.rs` checks our MNIST
-//!   and CIFAR-10 readers against its directory loaders on the shared files (no network).
+//!   and CIFAR-10 readers against its directory loaders on the shared files, and
+//!   `tests/hub_cache.rs` runs its Hub loaders on a local Hub cache of parquet files (no
+//!   network).
 
 pub mod cache;
 pub mod cifar;
