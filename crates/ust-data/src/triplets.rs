@@ -43,9 +43,14 @@ pub struct TripletConfig {
     pub patch_size: usize,
     /// Triplets per batch.
     pub batch_size: usize,
-    /// Rescaled sides are drawn uniformly from `[min_side_factor · p, max_side_factor · p]`.
+    /// Rescaled sides are drawn uniformly from `[min_side_factor · u, max_side_factor · u]`,
+    /// `u` = [`TripletConfig::side_unit`] (by default the patch side `p`).
     pub min_side_factor: usize,
     pub max_side_factor: usize,
+    /// The length the side factors multiply; `None`: `patch_size`. Dense teacher training
+    /// crops windows larger than the teacher's receptive field and sets this to the receptive
+    /// field, so that the image scales match those of patch-wise training.
+    pub side_unit: Option<usize>,
     /// Largest shift of the positive in each axis; `None`: `(p - 1) / 4`.
     pub max_shift: Option<usize>,
     /// Standard deviation of the positive's Gaussian noise (pixels in `[0, 1]`).
@@ -74,6 +79,7 @@ impl TripletConfig {
             batch_size: 64,
             min_side_factor: 4,
             max_side_factor: 16,
+            side_unit: None,
             max_shift: None,
             noise_std: 0.1,
             grayscale_prob: 0.1,
@@ -94,9 +100,10 @@ impl TripletConfig {
 
     /// Smallest and largest rescaled side.
     pub fn side_range(&self) -> (usize, usize) {
+        let unit = self.side_unit.unwrap_or(self.patch_size);
         (
-            self.min_side_factor * self.patch_size,
-            self.max_side_factor * self.patch_size,
+            self.min_side_factor.saturating_mul(unit),
+            self.max_side_factor.saturating_mul(unit),
         )
     }
 

@@ -204,6 +204,41 @@ impl DistillationCacheConfig {
     }
 }
 
+/// How the distillation targets are paired with the teacher's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistillationMode {
+    /// The paper's (METHOD.md §4): one p×p patch, one pooled backbone feature vector.
+    #[default]
+    Patch,
+    /// A deviation from the paper, as later student–teacher methods train: the teacher runs as
+    /// a strided network over a window of `grid`² overlapping patches, and each output
+    /// regresses the backbone's last feature-map cell at the same place, the window being
+    /// enlarged for the backbone by (backbone stride / teacher stride) so that the two grids
+    /// coincide; a p×p patch is thus seen by the backbone at p·32/s pixels (264 for p = 33,
+    /// s = 4). One backbone pass gives `grid`² targets instead of one.
+    Dense,
+}
+
+/// Patch-wise (the paper's) or dense distillation; recorded in the teacher file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillationConfig {
+    pub mode: DistillationMode,
+    /// Dense mode: teacher outputs per side of one training window (16: a 93×93 window for
+    /// p = 33). `schedule.batch_size` then counts windows per step.
+    pub dense_grid: usize,
+}
+
+impl Default for DistillationConfig {
+    fn default() -> Self {
+        Self {
+            mode: DistillationMode::Patch,
+            dense_grid: 16,
+        }
+    }
+}
+
 /// When a run counts as diverged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,6 +271,9 @@ pub struct TeacherTrainingConfig {
     pub schedule: ScheduleConfig,
     pub distillation_cache: DistillationCacheConfig,
     pub guard: GuardConfig,
+    /// Patch-wise or dense distillation (files written before the option read as patch-wise).
+    #[serde(default)]
+    pub distillation: DistillationConfig,
 }
 
 /// The triplet margin δ of every preset: the descriptors are not normalised, so δ only fixes
@@ -299,6 +337,7 @@ impl TeacherTrainingConfig {
                 explode_factor: 100.0,
                 warmup_iterations: 50,
             },
+            distillation: DistillationConfig::default(),
         }
     }
 
@@ -463,9 +502,35 @@ impl TeacherTrainingConfig {
         self.losses.lambda_k > 0.0
     }
 
-    /// Whether distillation targets come from the bank.
+    /// Whether distillation targets come from the bank (patch-wise distillation only).
     pub fn uses_bank(&self) -> bool {
-        self.uses_distillation() && self.distillation_cache.enabled()
+        self.uses_distillation()
+            && self.distillation_cache.enabled()
+            && !self.uses_dense_distillation()
+    }
+
+    /// Whether the teacher is trained densely ([`DistillationMode::Dense`]).
+    pub fn uses_dense_distillation(&self) -> bool {
+        self.uses_distillation() && self.distillation.mode == DistillationMode::Dense
+    }
+
+    /// (Patch, target) pairs per step: the batch, or in dense mode windows × grid².
+    pub fn patches_per_step(&self) -> usize {
+        if self.uses_dense_distillation() {
+            self.schedule.batch_size * self.distillation.dense_grid.pow(2)
+        } else {
+            self.schedule.batch_size
+        }
+    }
+
+    /// The teacher's total stride (2 per max-pool).
+    pub fn teacher_stride(&self) -> usize {
+        1 << self.teacher.num_pools()
+    }
+
+    /// Side of a dense training window: `dense_grid` outputs of the strided teacher.
+    pub fn dense_window(&self) -> usize {
+        self.teacher.patch_size + self.teacher_stride() * (self.distillation.dense_grid.max(1) - 1)
     }
 
     /// Triplets per sampler batch: a full batch, or the bank's refresh.
@@ -523,6 +588,33 @@ impl TeacherTrainingConfig {
                 ));
             }
         }
+        if self.distillation.mode == DistillationMode::Dense {
+            if !self.uses_distillation() || self.losses.lambda_m > 0.0 {
+                return bad(format!(
+                    "distillation.mode = \"dense\" needs lambda_k > 0 and lambda_m = 0 (got \
+                     λk = {}, λm = {}): dense windows have no triplets; use mode = \"patch\" \
+                     for metric learning",
+                    self.losses.lambda_k, self.losses.lambda_m
+                ));
+            }
+            if self.distillation.dense_grid == 0 {
+                return bad("distillation.dense_grid must be at least 1".into());
+            }
+            if self.backbone.input_size.resize_to().is_some() {
+                return bad(
+                    "distillation.mode = \"dense\" fixes the backbone's scale itself (the \
+                     window enlarged by backbone stride / teacher stride): set \
+                     backbone.input_size = \"native\""
+                        .into(),
+                );
+            }
+            if 32 % self.teacher_stride() != 0 {
+                return bad(format!(
+                    "dense distillation needs a teacher stride dividing the backbone's 32, got {}",
+                    self.teacher_stride()
+                ));
+            }
+        }
         if let BackboneInputSize::Side(0) = self.backbone.input_size {
             return bad("backbone.input_size must be positive or \"native\"".into());
         }
@@ -542,12 +634,20 @@ impl TeacherTrainingConfig {
     /// The triplet sampler's configuration for the segment starting at `iteration`.
     pub(crate) fn triplet_config(&self, segment_seed: u64) -> ust_data::TripletConfig {
         let d = &self.data;
+        // Dense windows are sampled at the scales patches would be (the side factors multiply
+        // p, not the window) and need no shifted positive.
+        let dense = self.uses_dense_distillation();
         ust_data::TripletConfig {
-            patch_size: self.teacher.patch_size,
+            patch_size: if dense {
+                self.dense_window()
+            } else {
+                self.teacher.patch_size
+            },
             batch_size: self.sampler_batch_size(),
             min_side_factor: d.min_side_factor,
             max_side_factor: d.max_side_factor,
-            max_shift: None,
+            side_unit: dense.then_some(self.teacher.patch_size),
+            max_shift: dense.then_some(0),
             noise_std: d.noise_std as f32,
             grayscale_prob: d.grayscale_prob,
             pool_size: d.pool_size,
@@ -650,6 +750,50 @@ mod tests {
             assert_eq!(cpu.schedule.batch_size, 64);
             assert!(cpu.schedule.iterations < paper.schedule.iterations);
         }
+    }
+
+    #[test]
+    fn dense_distillation_windows_and_checks() {
+        let mut c = TeacherTrainingConfig::cpu(33);
+        assert_eq!(c.distillation.mode, DistillationMode::Patch);
+        c.distillation.mode = DistillationMode::Dense;
+        c.check().unwrap();
+        assert!(c.uses_dense_distillation() && !c.uses_bank());
+        // p = 33 pools twice: stride 4, 16 outputs per side from 33 + 4·15 pixels (p = 17
+        // has no pool, p = 65 three).
+        assert_eq!((c.teacher_stride(), c.dense_window()), (4, 93));
+        assert_eq!(c.patches_per_step(), 64 * 256);
+        let t = c.triplet_config(0);
+        assert_eq!(
+            (t.patch_size, t.side_unit, t.max_shift),
+            (93, Some(33), Some(0))
+        );
+        assert_eq!(t.side_range(), (4 * 33, 16 * 33));
+        for p in [17, 65] {
+            let mut d = TeacherTrainingConfig::cpu(p);
+            d.distillation.mode = DistillationMode::Dense;
+            let s = if p == 17 { 1 } else { 8 };
+            assert_eq!(d.dense_window(), p + s * 15);
+        }
+        let refused = |edit: fn(&mut TeacherTrainingConfig)| {
+            let mut d = c.clone();
+            edit(&mut d);
+            d.check().unwrap_err().to_string()
+        };
+        assert!(refused(|d| d.losses.lambda_m = 1.0).contains("lambda_m = 0"));
+        assert!(refused(|d| d.distillation.dense_grid = 0).contains("dense_grid"));
+        assert!(
+            refused(|d| d.backbone.input_size = BackboneInputSize::Side(224))
+                .contains("input_size = \"native\"")
+        );
+        // A file that predates the option reads as patch-wise; a dense one round-trips.
+        let mut table = toml::Table::try_from(TeacherTrainingConfig::cpu(33)).unwrap();
+        table.remove("distillation");
+        let old: TeacherTrainingConfig = table.try_into().unwrap();
+        assert_eq!(old.distillation, DistillationConfig::default());
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("mode = \"dense\""), "{text}");
+        assert_eq!(toml::from_str::<TeacherTrainingConfig>(&text).unwrap(), c);
     }
 
     #[test]

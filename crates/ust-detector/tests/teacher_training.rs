@@ -360,3 +360,56 @@ fn distillation_with_bank_resumes_exactly() {
         values(&straight.parameters())
     );
 }
+
+#[test]
+fn dense_distillation_trains_resumes_exactly_and_is_recorded() {
+    let Some(weights) = shared_weights() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = image_folder(dir.path(), 5);
+    let mut config = TeacherTrainingConfig::smoke(33);
+    config.data.folder = folder.display().to_string();
+    config.backbone.weights = Some(weights.display().to_string());
+    config.schedule.iterations = 4;
+    config.schedule.batch_size = 2;
+    config.distillation.mode = ust_detector::config::DistillationMode::Dense;
+    config.distillation.dense_grid = 4;
+
+    let a = RunPaths::beside(&dir.path().join("a/t.safetensors"));
+    let mut straight = TeacherTrainer::new(config.clone(), a.clone(), &Device::Cpu).unwrap();
+    let mut rec_a = Recorder::default();
+    let TrainingOutcome::Finished(summary) = straight.run(&mut rec_a).unwrap() else {
+        panic!("did not finish")
+    };
+    assert_eq!(rec_a.reports.len(), 4);
+    for r in &rec_a.reports {
+        let t = r.terms;
+        assert!(t.distillation.unwrap().is_finite() && t.compactness.unwrap().is_finite());
+    }
+    // 2 windows of 4×4 teacher outputs (45×45 pixels, 360×360 for the backbone) per step.
+    let expected_rate = (4 * 32) as f64 / summary.duration_s;
+    assert!((summary.patches_per_s - expected_rate).abs() < 1e-6 * expected_rate);
+    let info = TeacherFileInfo::read(&a.output).unwrap();
+    assert_eq!(info.training_config.distillation, config.distillation);
+
+    let b = RunPaths::beside(&dir.path().join("b/t.safetensors"));
+    let mut first = TeacherTrainer::new(config.clone(), b.clone(), &Device::Cpu).unwrap();
+    let mut rec = Recorder {
+        stop_at: Some(3),
+        ..Default::default()
+    };
+    first.run(&mut rec).unwrap();
+    drop(first);
+    let mut resumed = TeacherTrainer::resume(config, b, &Device::Cpu).unwrap();
+    assert_eq!(resumed.iteration(), 2);
+    let mut rec_b = Recorder::default();
+    resumed.run(&mut rec_b).unwrap();
+    for (x, y) in rec_a.reports[2..].iter().zip(&rec_b.reports) {
+        assert_eq!(x.terms, y.terms, "iteration {}", x.iteration);
+    }
+    assert_eq!(
+        values(&resumed.parameters()),
+        values(&straight.parameters())
+    );
+}

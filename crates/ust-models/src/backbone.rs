@@ -28,6 +28,32 @@ pub trait Backbone {
     /// (N, 3, p, p) in [0, 1] -> (N, feature_dim)
     fn pooled_features_native(&self, patches: &Tensor) -> Result<Tensor>;
 
+    /// The total stride of [`Backbone::feature_map_native`] in input pixels.
+    fn feature_stride(&self) -> usize {
+        32
+    }
+
+    /// Centre of the feature map's cell 0 on an input of `input_side` pixels, in continuous
+    /// input coordinates (pixel i spans [i, i + 1)); cell j lies `feature_stride()·j` further.
+    fn feature_cell_origin(&self, input_side: usize) -> f64 {
+        let _ = input_side;
+        self.feature_stride() as f64 / 2.0
+    }
+
+    /// The last feature map before pooling, of images at their own size (dense distillation,
+    /// where every cell is the target of one teacher output). Backbones that do not offer it
+    /// say so.
+    ///
+    /// # Shapes
+    /// (N, 3, H, W) in [0, 1] -> (N, feature_dim, ⌈H/stride⌉, ⌈W/stride⌉)
+    fn feature_map_native(&self, images: &Tensor) -> Result<Tensor> {
+        let _ = images;
+        Err(ModelError::InvalidConfig(format!(
+            "{} offers no dense feature map: dense distillation needs efficientnet-lite0",
+            self.name()
+        )))
+    }
+
     /// Pooled features, after resizing the patches to [`Backbone::resize_to`] when configured.
     ///
     /// # Shapes

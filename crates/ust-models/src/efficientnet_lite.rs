@@ -49,6 +49,32 @@ pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize
     (total / 2, total - total / 2, out)
 }
 
+/// Centre of the head's cell 0 on an input of `side` pixels, in continuous input coordinates
+/// (pixel i spans [i, i + 1)); cell j lies 32·j further. "SAME" padding puts the extra pixel
+/// of an even-sized stride-2 layer at the end and splits an odd one evenly, so the centre
+/// depends on the sizes met on the way: 31.5 at 224, 7.5 at 744.
+pub fn head_cell_origin(side: usize) -> f64 {
+    // The layers that move centres: the stem and every depthwise convolution (the pointwise
+    // ones are 1×1); stride-1 layers with odd kernels pad symmetrically and keep them.
+    let mut layers = vec![(3usize, 2usize)];
+    for &(repeats, kernel, first_stride, _, _) in &STAGES {
+        for r in 0..repeats {
+            layers.push((kernel, if r == 0 { first_stride } else { 1 }));
+        }
+    }
+    let mut size = side;
+    let mut padded = Vec::with_capacity(layers.len());
+    for &(kernel, stride) in &layers {
+        let (top, _, out) = same_padding(size, kernel, stride);
+        padded.push((kernel, stride, top));
+        size = out;
+    }
+    let centre = padded.iter().rev().fold(0.0f64, |c, &(k, s, top)| {
+        s as f64 * c + (k as f64 - 1.0) / 2.0 - top as f64
+    });
+    centre + 0.5
+}
+
 /// Configuration of [`EfficientNetLite0`] as a [`Backbone`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EfficientNetLite0Config {
@@ -358,6 +384,15 @@ impl Backbone for EfficientNetLite0 {
     fn pooled_features_native(&self, patches: &Tensor) -> Result<Tensor> {
         self.pooled_scaled(&Self::scale_unit_input(patches)?)
     }
+
+    fn feature_cell_origin(&self, input_side: usize) -> f64 {
+        head_cell_origin(input_side)
+    }
+
+    fn feature_map_native(&self, images: &Tensor) -> Result<Tensor> {
+        let (_, head_nhwc) = self.trunk(&Self::scale_unit_input(images)?)?;
+        Ok(head_nhwc.permute((0, 3, 1, 2))?.contiguous()?)
+    }
 }
 
 /// Channels-last depthwise k×k convolution with "SAME" padding, stride `stride`, folded bias and
@@ -570,6 +605,16 @@ mod tests {
         assert_eq!(same_padding(112, 5, 2), (1, 2, 56));
         assert_eq!(same_padding(7, 5, 1), (2, 2, 7));
         assert_eq!(same_padding(1, 3, 2), (1, 1, 1));
+    }
+
+    #[test]
+    fn head_cell_origin_follows_the_padding_of_every_stride() {
+        // By hand, from the stride-2 layers (stem k3, then k3, k5, k3, k5) and same_padding:
+        // 224: pads before 0, 0, 1, 0, 1 -> centre index 0 -> 1 -> 3 -> 7 -> 15 -> 31: 31.5.
+        assert_eq!(head_cell_origin(224), 31.5);
+        // 744 -> 372 -> 186 -> 93 -> 47 -> 24: pads before 0, 0, 1, 1, 2 (the odd sizes
+        // pad on both sides) -> 0 -> 0 -> 1 -> 3 -> 7: 7.5.
+        assert_eq!(head_cell_origin(744), 7.5);
     }
 
     /// The channels-last depthwise kernel against candle's grouped conv2d with explicit padding.
