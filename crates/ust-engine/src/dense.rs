@@ -462,3 +462,117 @@ impl DenseBaselineReport {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random p = 17 teacher saved as a file.
+    fn random_teacher(path: &Path) {
+        use candle_nn::{VarBuilder, VarMap};
+        let varmap = VarMap::new();
+        ust_models::PatchNet::new(
+            ust_models::PatchNetConfig::new(17),
+            VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu),
+        )
+        .unwrap()
+        .save(path)
+        .unwrap();
+    }
+
+    /// A category of 40×40 noise images; the defective ones carry a bright 8×8 square.
+    fn category(root: &Path) -> PathBuf {
+        let dir = root.join("widget");
+        let mut state = 7u32;
+        let mut noise = move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 24) as u8 / 4
+        };
+        let mut save = |rel: &str, square: Option<(u32, u32)>| {
+            let image = image::RgbImage::from_fn(40, 40, |x, y| {
+                let inside = square
+                    .is_some_and(|(sx, sy)| (sx..sx + 8).contains(&x) && (sy..sy + 8).contains(&y));
+                let v = if inside { 250 } else { noise() };
+                image::Rgb([v, v, v])
+            });
+            let path = dir.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            image.save(path).unwrap();
+        };
+        for i in 0..4 {
+            save(&format!("train/good/t{i}.png"), None);
+            save(&format!("test/good/g{i}.png"), None);
+        }
+        for (i, at) in [(4, 6), (20, 24)].into_iter().enumerate() {
+            save(&format!("test/square/s{i}.png"), Some(at));
+            let mask = image::GrayImage::from_fn(40, 40, |x, y| {
+                let inside = (at.0..at.0 + 8).contains(&x) && (at.1..at.1 + 8).contains(&y);
+                image::Luma([if inside { 255 } else { 0 }])
+            });
+            let path = dir.join(format!("ground_truth/square/s{i}_mask.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            mask.save(path).unwrap();
+        }
+        dir
+    }
+
+    #[derive(Default)]
+    struct Count(usize);
+    impl EvaluationObserver for Count {
+        fn image_done(&mut self, _: usize, _: &ust_data::TestSample, _: bool) {
+            self.0 += 1;
+        }
+    }
+
+    #[test]
+    fn the_protocol_reports_every_method_in_order_and_refuses_contradictions() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = category(dir.path());
+        let teacher = dir.path().join("teacher.safetensors");
+        random_teacher(&teacher);
+        let config = DenseBaselineConfig {
+            data: dir.path().to_path_buf(),
+            category_dir: data,
+            methods: vec![
+                (DescriptorMethod::Pca, dir.path().join("pca")),
+                (DescriptorMethod::Knn, dir.path().join("knn")),
+            ],
+            p: None,
+            teacher: Some(teacher.clone()),
+            preset: Preset::Smoke,
+            seed: 3,
+            padding: None,
+        };
+        let mut count = Count::default();
+        let reports = dense_baselines(&config, &Device::Cpu, &mut count).unwrap();
+        assert_eq!(count.0, 6);
+        let methods: Vec<&str> = reports.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(methods, ["pca", "knn"]);
+        for r in &reports {
+            assert_eq!(
+                (r.p, r.image_size, r.train_images, r.test_images),
+                (17, 40, 4, 6)
+            );
+            assert_eq!(r.kind, DENSE_BASELINE_KIND);
+            assert_eq!(r.methods_in_command, ["pca", "knn"]);
+            // A bright square in noise is what any of them finds.
+            assert!(r.pixel_auroc > 0.9, "{r:?}");
+            let text =
+                std::fs::read_to_string(dir.path().join(&r.method).join("report.json")).unwrap();
+            let back: DenseBaselineReport = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.au_pro, r.au_pro);
+        }
+
+        let twice = DenseBaselineConfig {
+            methods: vec![
+                (DescriptorMethod::Knn, dir.path().join("a")),
+                (DescriptorMethod::Knn, dir.path().join("b")),
+            ],
+            ..config.clone()
+        };
+        let err = dense_baselines(&twice, &Device::Cpu, &mut Count::default()).unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
+        let err = resolve_teacher(Some(&teacher), Some(33), DEFAULT_P).unwrap_err();
+        assert!(err.to_string().contains("p=17 teacher"), "{err}");
+    }
+}

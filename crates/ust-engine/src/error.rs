@@ -164,10 +164,6 @@ pub enum EngineError {
         source: ust_baselines::BaselineError,
     },
 
-    /// A PRO-curve plot could not be drawn.
-    #[error("{}: cannot draw the PRO curve: {cause}", path.display())]
-    Plot { path: PathBuf, cause: String },
-
     #[error(transparent)]
     Data(#[from] ust_data::DataError),
 
@@ -197,6 +193,7 @@ pub enum EngineError {
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 impl EngineError {
+    /// `map_err` of a failed file operation: `action` (`reading`, …) on `path`.
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
@@ -221,5 +218,40 @@ impl<T, E: Into<EngineError>> Context<T> for std::result::Result<T, E> {
             what: what(),
             source: Box::new(e.into()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A diverged baseline stays findable in the error chain: the `ust` binary exits with its
+    /// own status for it.
+    #[test]
+    fn a_diverged_fit_keeps_the_baseline_error_as_its_source() {
+        let err = EngineError::Fit {
+            method: "ae".into(),
+            vectors: 10,
+            source: ust_baselines::BaselineError::Diverged {
+                method: "ae",
+                epoch: 2,
+                loss: f64::NAN,
+            },
+        };
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(matches!(
+            source.downcast_ref::<ust_baselines::BaselineError>(),
+            Some(ust_baselines::BaselineError::Diverged { .. })
+        ));
+        assert_eq!(err.to_string(), "fitting ae on 10 descriptors");
+    }
+
+    #[test]
+    fn context_names_the_step_and_keeps_the_cause() {
+        let err: Result<()> =
+            Err(EngineError::Invalid("bad".into())).context_with(|| "scoring x.png".to_string());
+        let err = err.unwrap_err();
+        assert_eq!(err.to_string(), "scoring x.png");
+        assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "bad");
     }
 }

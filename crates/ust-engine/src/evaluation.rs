@@ -234,17 +234,12 @@ pub fn evaluate_run(
     };
     let plot_curves: Vec<(&str, &ust_metrics::ProCurve)> =
         curves.iter().map(|(n, c)| (n.as_str(), c)).collect();
-    let plot = out.join("pro-curve.png");
     ust_metrics::plot::write_pro_curve_png(
-        &plot,
+        out.join("pro-curve.png"),
         &plot_curves,
         config.fpr_limit,
         &format!("PRO curve: {}", report.category),
-    )
-    .map_err(|e| EngineError::Plot {
-        path: plot.clone(),
-        cause: e.to_string(),
-    })?;
+    )?;
     write_reports(&out, &report)?;
     if config.images {
         crate::html::write(&out, &report, &outcome.gallery)?;
