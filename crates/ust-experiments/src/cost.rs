@@ -17,6 +17,7 @@ use ust_baselines::DescriptorMethod;
 use ust_detector::one_class::OneClassStudentConfig;
 use ust_detector::{Preset, StudentTrainingConfig, TeacherTrainingConfig};
 
+use crate::cell::is_done;
 use crate::presets::{dense_preset, max_test_images, oneclass_preset};
 use crate::resolve::{Job, Task};
 
@@ -91,6 +92,28 @@ pub struct Estimate {
     pub peak_mib: Option<f64>,
 }
 
+/// One job of [`CostModel::plan_costs`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JobCost {
+    /// Its cell holds a result (it will not run).
+    pub done: bool,
+    pub estimate: Option<Estimate>,
+}
+
+/// [`CostModel::plan_costs`]: the selected jobs in order, and the sums of the pending ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanCosts {
+    pub jobs: Vec<JobCost>,
+    pub pending: usize,
+    pub cached: usize,
+    /// Seconds of one core's work of the pending jobs with an estimate.
+    pub total_s: f64,
+    /// Pending jobs without an estimate (their data could not be read).
+    pub unknown: usize,
+    /// The largest peak memory of a pending job.
+    pub peak_mib: Option<f64>,
+}
+
 impl CostModel {
     /// The coefficients shipped with this build.
     pub fn shipped() -> Self {
@@ -143,6 +166,58 @@ impl CostModel {
     /// data cannot be read (the run reports that itself).
     pub fn estimate(&self, job: &Job) -> Option<Estimate> {
         self.estimate_shared(job, 1)
+    }
+
+    /// The estimate of each of `selected` that will run (`None` for the finished ones; with
+    /// `force` every one runs): the pending dense baselines on the same descriptors share one
+    /// command ([`Self::estimate_all`]), the finished ones no longer count in that share.
+    pub fn pending_estimates(
+        &self,
+        selected: &[Job],
+        cells_dir: &Path,
+        force: bool,
+    ) -> Vec<Option<Estimate>> {
+        let pending: Vec<usize> = (0..selected.len())
+            .filter(|&i| force || !is_done(cells_dir, &selected[i]))
+            .collect();
+        let jobs: Vec<&Job> = pending.iter().map(|&i| &selected[i]).collect();
+        let mut estimates = vec![None; selected.len()];
+        for (&i, e) in pending.iter().zip(self.estimate_all(&jobs)) {
+            estimates[i] = e;
+        }
+        estimates
+    }
+
+    /// What `selected` will cost (`--plan`): per job its state and estimate, and the sums of
+    /// the pending ones.
+    pub fn plan_costs(&self, selected: &[Job], cells_dir: &Path) -> PlanCosts {
+        let pending_estimates = self.pending_estimates(selected, cells_dir, false);
+        let mut costs = PlanCosts::default();
+        for (k, job) in selected.iter().enumerate() {
+            let done = is_done(cells_dir, job);
+            // A finished job is shown with what it would cost alone.
+            let estimate = if done {
+                self.estimate(job)
+            } else {
+                pending_estimates[k]
+            };
+            costs.jobs.push(JobCost { done, estimate });
+            if done {
+                costs.cached += 1;
+                continue;
+            }
+            costs.pending += 1;
+            match estimate {
+                Some(e) => {
+                    costs.total_s += e.seconds;
+                    if let Some(m) = e.peak_mib {
+                        costs.peak_mib = Some(costs.peak_mib.map_or(m, |p: f64| p.max(m)));
+                    }
+                }
+                None => costs.unknown += 1,
+            }
+        }
+        costs
     }
 
     /// The estimates of `jobs` run in one invocation: dense baselines on the same descriptors

@@ -20,6 +20,9 @@ pub enum ExperimentError {
     Data { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Cell { path: PathBuf, reason: String },
+    /// A job cannot run yet: what must run first, and how.
+    #[error("{0}")]
+    NotReady(String),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error(transparent)]

@@ -305,6 +305,28 @@ pub fn run_job(
     Ok(statuses.remove(0))
 }
 
+/// Runs `job`, the `position`-th of `of`, alone (one task of an array, `--job K`): an error
+/// while its teacher job has not finished ([`missing_teacher`]); `None` when its cell already
+/// holds a result and `force` is not given (nothing ran); otherwise its status as recorded in
+/// its cell.
+pub fn run_single(
+    plan: &Plan,
+    job: &Job,
+    cells_dir: &Path,
+    force: bool,
+    (position, of): (usize, usize),
+    file: &Path,
+    executor: &dyn Executor,
+) -> Result<Option<CellStatus>> {
+    if let Some(reason) = missing_teacher(plan, job, cells_dir, file) {
+        return Err(ExperimentError::NotReady(reason));
+    }
+    if !force && is_done(cells_dir, job) {
+        return Ok(None);
+    }
+    run_job(job, cells_dir, force, (position, of), executor).map(Some)
+}
+
 fn failure_record(
     job: &Job,
     reason: String,

@@ -17,11 +17,9 @@ use crate::device::DeviceArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ust_experiments::cell::{is_done, utc_compact, utc_timestamp};
-use ust_experiments::cost::{CostModel, Estimate};
+use ust_experiments::cost::CostModel;
 use ust_experiments::report::{fmt_s, write_run_dir};
-use ust_experiments::runner::{
-    CommandOutcome, Executor, RunOptions, missing_teacher, run_job, run_selected,
-};
+use ust_experiments::runner::{CommandOutcome, Executor, RunOptions, run_selected, run_single};
 use ust_experiments::{
     CellStatus, Experiment, Job, Overrides, Plan, RunMeta, RunResults, check_inputs, read_status,
 };
@@ -136,29 +134,30 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
             );
         };
         check_inputs(&[job])?;
-        if let Some(reason) = missing_teacher(&plan, job, &cells_dir, &args.file) {
-            bail!("{reason}");
-        }
-        if !args.force && is_done(&cells_dir, job) {
-            println!(
-                "job {k} ({}) is done: {}",
-                job.name,
-                cells_dir.join(&job.cell).display()
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
         let executor = Subprocess {
             exe: ust_binary()?,
             device: args.device.device.clone(),
         };
-        let status = run_job(job, &cells_dir, args.force, (k, selected.len()), &executor)?;
-        return Ok(match status {
-            CellStatus::Done { result, .. } => {
-                println!("job {k} ({}): {}", job.name, result.figures.summary());
-                ExitCode::SUCCESS
-            }
-            _ => ExitCode::FAILURE,
-        });
+        let position = (k, selected.len());
+        return Ok(
+            match run_single(
+                &plan, job, &cells_dir, args.force, position, &args.file, &executor,
+            )? {
+                None => {
+                    println!(
+                        "job {k} ({}) is done: {}",
+                        job.name,
+                        cells_dir.join(&job.cell).display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Some(CellStatus::Done { result, .. }) => {
+                    println!("job {k} ({}): {}", job.name, result.figures.summary());
+                    ExitCode::SUCCESS
+                }
+                Some(_) => ExitCode::FAILURE,
+            },
+        );
     }
 
     let mut statuses = Vec::with_capacity(selected.len());
@@ -172,7 +171,8 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
             parallel: args.parallel,
             force: args.force,
             file: args.file.clone(),
-            estimates: pending_estimates(&selected, &cells_dir, args.force)
+            estimates: CostModel::shipped()
+                .pending_estimates(&selected, &cells_dir, args.force)
                 .into_iter()
                 .map(|e| e.map(|e| e.seconds))
                 .collect(),
@@ -231,20 +231,6 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
     })
 }
 
-/// The cost model's estimate of each job that will run (`None` for the finished ones): the
-/// pending dense baselines on the same descriptors share one command.
-fn pending_estimates(selected: &[Job], cells_dir: &Path, force: bool) -> Vec<Option<Estimate>> {
-    let pending: Vec<usize> = (0..selected.len())
-        .filter(|&i| force || !is_done(cells_dir, &selected[i]))
-        .collect();
-    let jobs: Vec<&Job> = pending.iter().map(|&i| &selected[i]).collect();
-    let mut estimates = vec![None; selected.len()];
-    for (&i, e) in pending.iter().zip(CostModel::shipped().estimate_all(&jobs)) {
-        estimates[i] = e;
-    }
-    estimates
-}
-
 /// `--plan`: per job its state and expected cost, then the total of the pending jobs.
 fn print_plan(
     experiment: &Experiment,
@@ -252,43 +238,20 @@ fn print_plan(
     cells_dir: &Path,
     parallel: usize,
 ) -> Result<()> {
-    let costs = CostModel::shipped();
-    let pending_costs = pending_estimates(selected, cells_dir, false);
+    let costs = CostModel::shipped().plan_costs(selected, cells_dir);
     let mut out = std::io::stdout().lock();
     writeln!(out, "#\tjob\tstate\testimate (1 core)\tpeak MiB")?;
-    let (mut pending, mut cached, mut total_s, mut unknown) = (0, 0, 0.0, 0);
-    let mut peak: Option<f64> = None;
-    for (k, job) in selected.iter().enumerate() {
-        let done = is_done(cells_dir, job);
-        let estimate = if done {
-            costs.estimate(job)
-        } else {
-            pending_costs[k]
-        };
-        let state = if done { "done" } else { "pending" };
+    for (k, (job, cost)) in selected.iter().zip(&costs.jobs).enumerate() {
         writeln!(
             out,
-            "{k}\t{}\t{state}\t{}\t{}",
+            "{k}\t{}\t{}\t{}\t{}",
             job.name,
-            estimate.map_or("–".into(), |e| fmt_s(e.seconds)),
-            estimate
+            if cost.done { "done" } else { "pending" },
+            cost.estimate.map_or("–".into(), |e| fmt_s(e.seconds)),
+            cost.estimate
                 .and_then(|e| e.peak_mib)
                 .map_or("–".into(), |m| format!("{m:.0}"))
         )?;
-        if done {
-            cached += 1;
-            continue;
-        }
-        pending += 1;
-        match estimate {
-            Some(e) => {
-                total_s += e.seconds;
-                if let Some(m) = e.peak_mib {
-                    peak = Some(peak.map_or(m, |p: f64| p.max(m)));
-                }
-            }
-            None => unknown += 1,
-        }
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     // The coefficients are one core's; how much a second thread per job gains is not
@@ -300,11 +263,11 @@ fn print_plan(
     };
     let spread = format!(
         "about {} with --parallel {runners} (one thread per job)",
-        fmt_s(total_s / runners as f64)
+        fmt_s(costs.total_s / runners as f64)
     );
     writeln!(
         out,
-        "{} ({}), {} preset, {} jobs ({pending} pending, {cached} cached): about {} of one \
+        "{} ({}), {} preset, {} jobs ({} pending, {} cached): about {} of one \
          core's work, {spread}; peak memory per job up to {}{}",
         experiment.name,
         experiment
@@ -315,10 +278,15 @@ fn print_plan(
             .unwrap_or_default(),
         experiment.preset,
         selected.len(),
-        fmt_s(total_s),
-        peak.map_or("–".into(), |m| format!("{m:.0} MiB")),
-        if unknown > 0 {
-            format!(" ({unknown} pending jobs without an estimate: their data could not be read)")
+        costs.pending,
+        costs.cached,
+        fmt_s(costs.total_s),
+        costs.peak_mib.map_or("–".into(), |m| format!("{m:.0} MiB")),
+        if costs.unknown > 0 {
+            format!(
+                " ({} pending jobs without an estimate: their data could not be read)",
+                costs.unknown
+            )
         } else {
             String::new()
         }
