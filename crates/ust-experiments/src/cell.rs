@@ -10,6 +10,7 @@ use serde_json::Value;
 use ust_data::files::write_bytes_atomically;
 
 use crate::error::{ExperimentError, Result};
+use crate::oneclass::OneClassReport;
 use crate::resolve::{Job, JobKind};
 
 /// The runner's record of a finished cell.
@@ -217,11 +218,15 @@ pub fn parse_figures(kind: JobKind, report: &Value, path: &Path) -> Result<Figur
             total_s: num(report, "total_s"),
             peak_rss_mib: num(report, "peak_rss_mib"),
         },
-        JobKind::OneClass => Figures::OneClass {
-            auroc: need("auroc")?,
-            total_s: num(report, "total_s"),
-            peak_rss_mib: num(report, "peak_rss_mib"),
-        },
+        JobKind::OneClass => {
+            // The report type `ust oneclass` writes ([`crate::oneclass`]), read back typed.
+            let r = OneClassReport::from_json(report).map_err(|e| bad(e.to_string()))?;
+            Figures::OneClass {
+                auroc: r.auroc,
+                total_s: r.total_s,
+                peak_rss_mib: r.peak_rss_mib,
+            }
+        }
     })
 }
 

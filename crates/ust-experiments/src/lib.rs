@@ -4,14 +4,19 @@
 //! cell cache and the figures each job reports ([`cell`]), the paper's numbers ([`paper`]) and
 //! the run report ([`report`]), and the runner that works through the jobs ([`runner`]) with
 //! an executor of their commands (the `ust experiment` command's runs them as subprocesses of
-//! the `ust` binary). See this crate's README for the file format.
+//! the `ust` binary). Table 2's one-class protocol runs here too ([`oneclass`], and the
+//! descriptor-quality check on its 1-NN column, [`quality`]), so that a cell's report is one
+//! typed struct for the command that writes it and the runner that reads it. See this crate's
+//! README for the file format.
 
 pub mod cell;
 pub mod cost;
 pub mod error;
 pub mod hash;
+pub mod oneclass;
 pub mod paper;
 pub mod presets;
+pub mod quality;
 pub mod report;
 pub mod resolve;
 pub mod runner;
