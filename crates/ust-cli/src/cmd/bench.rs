@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use ust_detector::StudentTrainingConfig;
+use ust_engine::memory::peak_rss_mib;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -78,18 +79,6 @@ fn time(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
         min_s: times.iter().cloned().fold(f64::INFINITY, f64::min),
         mean_s: times.iter().sum::<f64>() / times.len() as f64,
     })
-}
-
-/// VmHWM from /proc/self/status (Linux), in MiB.
-pub fn peak_rss_mib() -> Option<f64> {
-    vm_hwm_mib(&std::fs::read_to_string("/proc/self/status").ok()?)
-}
-
-/// `VmHWM` (the peak resident memory) of a `/proc/<pid>/status` text, in MiB.
-pub fn vm_hwm_mib(status: &str) -> Option<f64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn dense(args: DenseArgs) -> Result<ExitCode> {

@@ -24,8 +24,8 @@ use ust_experiments::{
     CellStatus, Experiment, Job, Overrides, Plan, RunMeta, RunResults, check_inputs, read_status,
 };
 
-use super::bench::vm_hwm_mib;
 use ust_detector::Preset;
+use ust_engine::memory::vm_hwm_mib;
 
 /// Lines of a failed command's stderr kept in the report.
 const STDERR_TAIL: usize = 40;

@@ -14,13 +14,14 @@ use crate::device::DeviceArgs;
 use anyhow::Result;
 use clap::Args;
 use ust_detector::{OneClassStep, Preset};
+use ust_engine::memory::peak_rss_mib;
 use ust_experiments::oneclass::{
     OneClassConfig, OneClassDataset, OneClassMethod, OneClassObserver, check_class, run_one_class,
 };
 use ust_experiments::resolve::REPORT_FILE;
 
+// `ust_engine::dense::resolve_teacher`, which `baseline` re-exports for this command.
 use super::baseline::resolve_teacher;
-use super::bench::peak_rss_mib;
 
 #[derive(Args, Debug, Clone)]
 pub struct OneclassArgs {
