@@ -25,14 +25,14 @@ use serde::{Deserialize, Serialize};
 use ust_losses::{ensemble_scores, student_regression_loss};
 use ust_models::PatchNet;
 
-use crate::adam::{Adam, AdamConfig};
-use crate::checkpoint::{
+use crate::error::{DetectorError, Result};
+use crate::preset::Preset;
+use crate::student::{Calibration, MIN_TARGET_STD, StudentTrainingConfig};
+use crate::training::adam::{Adam, AdamConfig};
+use crate::training::checkpoint::{
     named_vars, read_safetensors, restore_trainee, trainee_tensors, write_safetensors,
 };
-use crate::config::Preset;
-use crate::error::{DetectorError, Result};
-use crate::student::{Calibration, MIN_TARGET_STD, StudentTrainingConfig};
-use crate::teacher::derive_seed;
+use crate::training::init::derive_seed;
 
 const STREAM_INIT: u64 = 31;
 const STREAM_ORDER: u64 = 32;
@@ -429,7 +429,7 @@ impl OneClassStudents {
                 VarBuilder::from_varmap(&varmap, DType::F32, device),
             )?;
             let vars = named_vars(&varmap);
-            crate::init::initialize_seeded(
+            crate::training::init::initialize_seeded(
                 &vars,
                 derive_seed(config.seed, STREAM_INIT, (p * 1000 + m) as u64),
             )?;
@@ -628,7 +628,7 @@ mod tests {
             VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
         )
         .unwrap();
-        crate::init::initialize_seeded(&named_vars(&varmap), 3).unwrap();
+        crate::training::init::initialize_seeded(&named_vars(&varmap), 3).unwrap();
         net.detach()
     }
 

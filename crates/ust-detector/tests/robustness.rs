@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use ust_detector::checkpoint::{load_checkpoint, save_teacher_file};
 use ust_detector::pipeline::{RUN_FILE, ScoreQuantiles, VALIDATION_SCORES_FILE};
 use ust_detector::student::ScalePaths;
+use ust_detector::teacher::files::{load_checkpoint, save_teacher_file};
 use ust_detector::{
     Detector, RunSpec, ScaleModel, ScaleSpec, StudentTrainingConfig, TeacherFileInfo,
     TeacherTrainingConfig, export_teacher, load_teacher, train_detector,

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use ust_detector::checkpoint::{DECODER_PREFIX, load_checkpoint};
+use ust_detector::teacher::files::{DECODER_PREFIX, load_checkpoint};
 use ust_detector::{
     DetectorError, IterationReport, RunPaths, RunStart, TeacherFileInfo, TeacherTrainer,
     TeacherTrainingConfig, TrainingObserver, TrainingOutcome, load_teacher,
@@ -373,7 +373,7 @@ fn dense_distillation_trains_resumes_exactly_and_is_recorded() {
     config.backbone.weights = Some(weights.display().to_string());
     config.schedule.iterations = 4;
     config.schedule.batch_size = 2;
-    config.distillation.mode = ust_detector::config::DistillationMode::Dense;
+    config.distillation.mode = ust_detector::teacher::config::DistillationMode::Dense;
     config.distillation.dense_grid = 4;
 
     let a = RunPaths::beside(&dir.path().join("a/t.safetensors"));

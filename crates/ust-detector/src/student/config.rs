@@ -3,10 +3,11 @@
 use serde::{Deserialize, Serialize};
 use ust_models::{BorderPadding, DenseConfig};
 
-use crate::adam::{AdamConfig, WeightDecayMode};
-use crate::config::{GuardConfig, Preset};
 use crate::error::{DetectorError, Result};
-use crate::sampling::{CropCoverage, StudentSampling};
+use crate::preset::Preset;
+use crate::student::sampling::{CropCoverage, StudentSampling};
+use crate::training::adam::{AdamConfig, WeightDecayMode};
+use crate::training::guard::GuardConfig;
 
 /// How students are trained for one category. Build it with [`StudentTrainingConfig::preset`]
 /// (and change fields), then [`StudentTrainingConfig::check`].

@@ -5,11 +5,11 @@
 //! the first step, and kept in memory already normalised (ŷ = (y − μ)/σ with μ, σ per
 //! dimension over every descriptor of the training images). A step trains each of the M
 //! students (each with its own Adam) on one training image (batch 1, as the paper), optionally
-//! on a random window of its dense output; which image and window is [`crate::sampling`]'s
+//! on a random window of its dense output; which image and window is [`sampling`]'s
 //! choice (every output pixel equally often, each student its own draws, by default). The crop
 //! is exact: a student's dense output on the padded input window of the crop equals the crop of
 //! its output on the whole image, so cropping changes only how much of each image one step
-//! sees. The image border is extended the same way ([`BorderPadding`], replicate by default)
+//! sees. The image border is extended the same way ([`ust_models::BorderPadding`], replicate by default)
 //! for the teacher's targets, the students' inputs, the calibration and every later scoring.
 //!
 //! The students see their input standardised per channel by the training images' mean and
@@ -25,16 +25,18 @@
 
 mod calibration;
 mod config;
+mod files;
+mod inputs;
 mod model;
+pub mod sampling;
 mod trainer;
 
 pub use calibration::{Calibration, ScoreTerms};
 pub use config::{SMOKE_MAX_TRAIN_IMAGES, StudentTrainingConfig};
+pub use files::ScalePaths;
+pub use inputs::TeacherTargets;
 pub use model::{ScaleModel, VALIDATION_SCORES_TENSOR, raw_scores};
-pub use trainer::{
-    ScaleOutcome, ScalePaths, ScaleTrainer, StudentRunStart, StudentStepReport, StudentSummary,
-    TeacherTargets,
-};
+pub use trainer::{ScaleOutcome, ScaleTrainer, StudentRunStart, StudentStepReport, StudentSummary};
 
 /// `ust.model` value of a trained scale's file.
 pub const SCALE_MODEL_VALUE: &str = "StudentTeacherScale";

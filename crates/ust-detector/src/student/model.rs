@@ -9,8 +9,8 @@ use ust_losses::ensemble_scores;
 use ust_models::{DenseExtractor, PatchNet, PatchNetConfig};
 
 use super::*;
-use crate::checkpoint::read_safetensors;
 use crate::error::{DetectorError, Result};
+use crate::training::checkpoint::read_safetensors;
 
 /// The regression error e and predictive variance v of one image (METHOD.md §6).
 ///

@@ -8,12 +8,12 @@ use candle_nn::{VarBuilder, VarMap};
 use ust_data::ChwImage;
 use ust_models::{BorderPadding, DenseConfig, DenseExtractor, PatchNet, PatchNetConfig};
 
-use crate::checkpoint::named_vars;
-use crate::config::Preset;
 use crate::error::DetectorError;
-use crate::init::initialize_seeded;
-use crate::observer::TrainingObserver;
-use crate::sampling::{CropCoverage, StudentSampling};
+use crate::preset::Preset;
+use crate::student::sampling::{CropCoverage, StudentSampling};
+use crate::training::checkpoint::named_vars;
+use crate::training::init::initialize_seeded;
+use crate::training::observer::TrainingObserver;
 
 use super::trainer::*;
 use super::*;

@@ -1,7 +1,7 @@
-//! Training the M students of one scale: the teacher's targets, the steps, checkpoints, and
-//! the calibration that ends in the scale file.
+//! Training the M students of one scale: building the run (images, students, or a resumed
+//! checkpoint), the steps, and the calibration that ends in the scale file. What a step draws
+//! is in `sampling.rs`, the inputs and targets in `inputs.rs`, the files in `files.rs`.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,17 +13,16 @@ use ust_data::ChwImage;
 use ust_losses::student_regression_loss;
 use ust_models::{DenseExtractor, PatchNet};
 
+use super::files::ScalePaths;
+use super::inputs::{InputAffine, TeacherTargets, image_tensor};
+use super::sampling::{CropCoverage, StepSampler, Window};
 use super::*;
-use crate::adam::Adam;
-use crate::checkpoint::{
-    named_vars, read_safetensors, restore_trainee, trainee_tensors, write_safetensors,
-};
 use crate::error::{DetectorError, Result};
-use crate::guard::LossGuard;
-use crate::init::initialize_seeded;
-use crate::observer::TrainingObserver;
-use crate::sampling::{CropCoverage, StepSampler, Window};
-use crate::teacher::derive_seed;
+use crate::training::adam::Adam;
+use crate::training::checkpoint::named_vars;
+use crate::training::guard::LossGuard;
+use crate::training::init::{derive_seed, initialize_seeded};
+use crate::training::observer::TrainingObserver;
 
 /// What a finished scale records (JSON in the model file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,125 +74,36 @@ pub enum ScaleOutcome {
     Stopped { step: usize },
 }
 
-/// The files of one scale in a run directory.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScalePaths {
-    pub model: PathBuf,
-    pub checkpoint: PathBuf,
-}
-
-impl ScalePaths {
-    /// `RUN_DIR/p<P>.safetensors` and `RUN_DIR/p<P>.checkpoint.safetensors`.
-    pub fn in_run_dir(run_dir: &Path, patch_size: usize) -> Self {
-        Self {
-            model: run_dir.join(format!("p{patch_size}.safetensors")),
-            checkpoint: run_dir.join(format!("p{patch_size}.checkpoint.safetensors")),
-        }
-    }
-}
-
-/// The teacher's normalised dense descriptors of the training images and the statistics.
-pub struct TeacherTargets {
-    /// μ and σ per descriptor dimension, each (1, d, 1, 1).
-    pub mean: Tensor,
-    pub std: Tensor,
-    /// ŷ of every training image, each (1, d, H, W).
-    pub targets: Vec<Tensor>,
-}
-
-impl TeacherTargets {
-    /// Runs the teacher over every image once (detached: no graph) and normalises.
-    ///
-    /// # Shapes
-    /// every image (1, 3, H, W) → targets (1, d, H, W)
-    pub fn compute(teacher: &DenseExtractor, images: &[Tensor]) -> Result<Self> {
-        if images.is_empty() {
-            return Err(DetectorError::InvalidConfig("no training images".into()));
-        }
-        let d = teacher.net().descriptor_dim();
-        let mut raw = Vec::with_capacity(images.len());
-        let mut sum = vec![0f64; d];
-        let mut sum_sq = vec![0f64; d];
-        let mut count = 0usize;
-        for image in images {
-            let y = teacher.extract(image)?;
-            let (_, _, h, w) = y.dims4()?;
-            let data = y.flatten_all()?.to_vec1::<f32>()?;
-            for (k, plane) in data.chunks_exact(h * w).enumerate() {
-                let (mut s, mut ss) = (0f64, 0f64);
-                for &x in plane {
-                    let x = x as f64;
-                    s += x;
-                    ss += x * x;
-                }
-                sum[k] += s;
-                sum_sq[k] += ss;
-            }
-            count += h * w;
-            raw.push(y);
-        }
-        let n = count as f64;
-        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-        let std: Vec<f32> = sum
-            .iter()
-            .zip(&sum_sq)
-            .map(|(s, ss)| {
-                let m = s / n;
-                ((ss / n - m * m).max(0.0).sqrt() as f32).max(MIN_TARGET_STD)
-            })
-            .collect();
-        let device = images[0].device();
-        let mean = Tensor::from_vec(mean, (1, d, 1, 1), device)?;
-        let std = Tensor::from_vec(std, (1, d, 1, 1), device)?;
-        let targets = raw
-            .iter()
-            .map(|y| y.broadcast_sub(&mean)?.broadcast_div(&std))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self { mean, std, targets })
-    }
-}
-
-/// Counters of a student checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct StudentCheckpointState {
-    step: usize,
-    elapsed_s: f64,
-    sessions: usize,
-    guard_mean: Option<f64>,
-    guard_seen: usize,
-    epoch_losses: Vec<f64>,
-}
-
 /// One trainable student: its variables, dense network and optimiser.
-struct Student {
-    varmap: VarMap,
-    dense: DenseExtractor,
-    optimizer: Adam,
+pub(super) struct Student {
+    pub(super) varmap: VarMap,
+    pub(super) dense: DenseExtractor,
+    pub(super) optimizer: Adam,
 }
 
 /// Trains the M students of one scale, then calibrates the scores and writes the scale file.
 pub struct ScaleTrainer {
-    config: StudentTrainingConfig,
-    paths: ScalePaths,
-    teacher_path: PathBuf,
-    teacher: DenseExtractor,
-    students: Vec<Student>,
+    pub(super) config: StudentTrainingConfig,
+    pub(super) paths: ScalePaths,
+    pub(super) teacher_path: PathBuf,
+    pub(super) teacher: DenseExtractor,
+    pub(super) students: Vec<Student>,
     /// Training images, padded by (p−1)/2 with the run's border padding, each
     /// (1, 3, H+p−1, W+p−1).
-    padded: Vec<Tensor>,
+    pub(super) padded: Vec<Tensor>,
     /// The students' input map x ↦ x·scale + shift per channel (standardisation), when the
     /// configuration asks for it.
-    input_affine: Option<InputAffine>,
-    validation: Vec<Tensor>,
-    targets: Option<TeacherTargets>,
-    targets_s: f64,
-    guard: LossGuard,
-    step: usize,
-    elapsed_before_s: f64,
-    sessions: usize,
+    pub(super) input_affine: Option<InputAffine>,
+    pub(super) validation: Vec<Tensor>,
+    pub(super) targets: Option<TeacherTargets>,
+    pub(super) targets_s: f64,
+    pub(super) guard: LossGuard,
+    pub(super) step: usize,
+    pub(super) elapsed_before_s: f64,
+    pub(super) sessions: usize,
     /// Per-step mean student loss of the current epoch.
-    epoch_losses: Vec<f64>,
-    last_checkpoint: Option<(PathBuf, usize)>,
+    pub(super) epoch_losses: Vec<f64>,
+    pub(super) last_checkpoint: Option<(PathBuf, usize)>,
 }
 
 impl std::fmt::Debug for ScaleTrainer {
@@ -203,73 +113,6 @@ impl std::fmt::Debug for ScaleTrainer {
             .field("step", &self.step)
             .field("model", &self.paths.model)
             .finish_non_exhaustive()
-    }
-}
-
-fn image_tensor(image: &ChwImage, size: usize, device: &Device) -> Result<Tensor> {
-    if image.height() != size || image.width() != size || image.channels() != 3 {
-        return Err(DetectorError::InvalidConfig(format!(
-            "images must be 3×{size}×{size} here, got {}×{}×{}",
-            image.channels(),
-            image.height(),
-            image.width()
-        )));
-    }
-    Ok(image.to_tensor(device)?.unsqueeze(0)?)
-}
-
-/// x ↦ x·scale + shift per input channel.
-#[derive(Debug, Clone)]
-struct InputAffine {
-    scale: Vec<f32>,
-    shift: Vec<f32>,
-    /// The same as (1, C, 1, 1) tensors.
-    scale_t: Tensor,
-    shift_t: Tensor,
-}
-
-/// A standard deviation below this (a nearly constant channel) is replaced by it, so the
-/// standardisation never amplifies noise more than 1 000-fold.
-const MIN_INPUT_STD: f64 = 1e-3;
-
-impl InputAffine {
-    /// The per-channel standardisation over every pixel of `images` (each (1, C, H, W)).
-    fn standardisation(images: &[Tensor]) -> Result<Self> {
-        let c = images[0].dim(1)?;
-        let (mut sum, mut sum_sq, mut n) = (vec![0f64; c], vec![0f64; c], 0usize);
-        for image in images {
-            let data = image.flatten_all()?.to_vec1::<f32>()?;
-            let plane = data.len() / c;
-            for (k, values) in data.chunks_exact(plane).enumerate() {
-                for &x in values {
-                    sum[k] += x as f64;
-                    sum_sq[k] += (x as f64) * (x as f64);
-                }
-            }
-            n += plane;
-        }
-        let (mut scale, mut shift) = (Vec::with_capacity(c), Vec::with_capacity(c));
-        for k in 0..c {
-            let mean = sum[k] / n as f64;
-            let std = (sum_sq[k] / n as f64 - mean * mean)
-                .max(0.0)
-                .sqrt()
-                .max(MIN_INPUT_STD);
-            scale.push((1.0 / std) as f32);
-            shift.push((-mean / std) as f32);
-        }
-        let device = images[0].device();
-        Ok(Self {
-            scale_t: Tensor::from_slice(&scale, (1, c, 1, 1), device)?,
-            shift_t: Tensor::from_slice(&shift, (1, c, 1, 1), device)?,
-            scale,
-            shift,
-        })
-    }
-
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.broadcast_mul(&self.scale_t)?
-            .broadcast_add(&self.shift_t)?)
     }
 }
 
@@ -380,82 +223,6 @@ impl ScaleTrainer {
     /// Total steps: epochs × training images, capped at `max_steps` when that is set.
     pub fn total_steps(&self) -> usize {
         self.config.steps_for(self.padded.len())
-    }
-
-    fn restore(&mut self) -> Result<()> {
-        let path = self.paths.checkpoint.clone();
-        let (tensors, meta) = read_safetensors(&path)?;
-        if meta.get(KEY_MODEL).map(String::as_str) != Some(STUDENT_CHECKPOINT_VALUE) {
-            return Err(DetectorError::bad_file(&path, "not a student checkpoint"));
-        }
-        let text = meta
-            .get(KEY_TRAINING)
-            .ok_or_else(|| DetectorError::bad_file(&path, "no training configuration"))?;
-        let saved: StudentTrainingConfig = toml::from_str(text)
-            .map_err(|e| DetectorError::bad_file(&path, format!("bad configuration: {e}")))?;
-        if saved != self.config {
-            return Err(DetectorError::ConfigMismatch {
-                path: path.clone(),
-                differences: format!(
-                    "checkpoint: {:?}; now: {:?}",
-                    saved.to_toml()?,
-                    self.config.to_toml()?
-                ),
-            });
-        }
-        let state: StudentCheckpointState = serde_json::from_str(
-            meta.get(KEY_STATE)
-                .ok_or_else(|| DetectorError::bad_file(&path, "no checkpoint state"))?,
-        )
-        .map_err(|e| DetectorError::bad_file(&path, format!("bad state: {e}")))?;
-        for (m, student) in self.students.iter_mut().enumerate() {
-            restore_trainee(
-                &format!("student{m}."),
-                &student.varmap,
-                &mut student.optimizer,
-                state.step as u64,
-                &tensors,
-                &path,
-            )?;
-        }
-        self.step = state.step;
-        self.elapsed_before_s = state.elapsed_s;
-        self.sessions = state.sessions + 1;
-        self.guard.restore(state.guard_mean, state.guard_seen);
-        self.epoch_losses = state.epoch_losses;
-        self.last_checkpoint = Some((path, state.step));
-        tracing::info!(step = self.step, "resumed student training");
-        Ok(())
-    }
-
-    fn save_checkpoint(&mut self, elapsed_s: f64) -> Result<()> {
-        let mut tensors = Vec::new();
-        for (m, student) in self.students.iter().enumerate() {
-            tensors.extend(trainee_tensors(
-                &format!("student{m}."),
-                &student.varmap,
-                &student.optimizer,
-            )?);
-        }
-        let state = StudentCheckpointState {
-            step: self.step,
-            elapsed_s,
-            sessions: self.sessions,
-            guard_mean: self.guard.running_mean(),
-            guard_seen: self.guard.seen(),
-            epoch_losses: self.epoch_losses.clone(),
-        };
-        let metadata = HashMap::from([
-            (KEY_MODEL.to_string(), STUDENT_CHECKPOINT_VALUE.to_string()),
-            (KEY_TRAINING.to_string(), self.config.to_toml()?),
-            (
-                KEY_STATE.to_string(),
-                serde_json::to_string(&state).unwrap_or_default(),
-            ),
-        ]);
-        write_safetensors(&self.paths.checkpoint, tensors, metadata)?;
-        self.last_checkpoint = Some((self.paths.checkpoint.clone(), self.step));
-        Ok(())
     }
 
     /// The draws of this run's steps.
@@ -674,113 +441,5 @@ impl ScaleTrainer {
         Ok(ControlFlow::Continue(
             self.elapsed_before_s + session_start.elapsed().as_secs_f64(),
         ))
-    }
-
-    /// The students as they score raw images: detached, with the input standardisation (if
-    /// any) folded into their first convolution.
-    fn frozen_students(&self) -> Result<Vec<PatchNet>> {
-        self.students
-            .iter()
-            .map(|s| match &self.input_affine {
-                Some(a) => Ok(s.dense.net().fold_input_affine(&a.scale, &a.shift)?),
-                None => Ok(s.dense.net().detach()),
-            })
-            .collect()
-    }
-
-    fn write_model(
-        &self,
-        calibration: &Calibration,
-        summary: &StudentSummary,
-        validation_scores: &[f32],
-    ) -> Result<()> {
-        let targets = self.targets.as_ref().expect("computed before");
-        let mut tensors: Vec<(String, Tensor)> = self
-            .teacher
-            .net()
-            .parameters()
-            .into_iter()
-            .map(|(n, t)| (format!("teacher.{n}"), t))
-            .collect();
-        for (m, net) in self.frozen_students()?.iter().enumerate() {
-            for (name, t) in net.parameters() {
-                tensors.push((format!("student{m}.{name}"), t));
-            }
-        }
-        tensors.push(("target.mean".into(), targets.mean.flatten_all()?));
-        tensors.push(("target.std".into(), targets.std.flatten_all()?));
-        let pixels = self.config.image_size * self.config.image_size;
-        tensors.push((
-            VALIDATION_SCORES_TENSOR.into(),
-            Tensor::from_slice(
-                validation_scores,
-                (validation_scores.len() / pixels, pixels),
-                &Device::Cpu,
-            )?,
-        ));
-        let metadata = HashMap::from([
-            (KEY_MODEL.to_string(), SCALE_MODEL_VALUE.to_string()),
-            (
-                KEY_ARCHITECTURE.to_string(),
-                self.teacher.net().config().to_json(),
-            ),
-            (KEY_TRAINING.to_string(), self.config.to_toml()?),
-            (
-                KEY_CALIBRATION.to_string(),
-                serde_json::to_string(calibration).unwrap_or_default(),
-            ),
-            (
-                KEY_SUMMARY.to_string(),
-                serde_json::to_string(summary).unwrap_or_default(),
-            ),
-        ]);
-        write_safetensors(&self.paths.model, tensors, metadata)
-    }
-}
-
-#[cfg(test)]
-mod input_tests {
-    use super::*;
-
-    /// The standardisation maps the images' pixels of each channel to mean 0 and standard
-    /// deviation 1 (closed form: the population statistics over every image).
-    #[test]
-    fn standardisation_gives_zero_mean_and_unit_std_per_channel() {
-        let dev = Device::Cpu;
-        let a = Tensor::from_vec(
-            vec![0.2f32, 0.4, 0.6, 0.8, 0.5, 0.5, 0.5, 0.51],
-            (1, 2, 2, 2),
-            &dev,
-        )
-        .unwrap();
-        let b = Tensor::from_vec(
-            vec![0.1f32, 0.3, 0.5, 0.7, 0.52, 0.5, 0.49, 0.5],
-            (1, 2, 2, 2),
-            &dev,
-        )
-        .unwrap();
-        let affine = InputAffine::standardisation(&[a.clone(), b.clone()]).unwrap();
-        let all = Tensor::cat(&[affine.apply(&a).unwrap(), affine.apply(&b).unwrap()], 0)
-            .unwrap()
-            .transpose(0, 1)
-            .unwrap()
-            .flatten_from(1)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        for (c, values) in all.iter().enumerate() {
-            let n = values.len() as f32;
-            let mean = values.iter().sum::<f32>() / n;
-            let var = values.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
-            assert!(mean.abs() < 1e-5, "channel {c}: mean {mean}");
-            assert!((var - 1.0).abs() < 1e-4, "channel {c}: variance {var}");
-        }
-        // Channel 0 by hand: mean 0.45, population std sqrt(0.0525).
-        assert!((affine.scale[0] - 1.0 / 0.0525f32.sqrt()).abs() < 1e-3);
-        assert!((affine.shift[0] + 0.45 / 0.0525f32.sqrt()).abs() < 1e-3);
-        // A constant channel is not blown up beyond 1/MIN_INPUT_STD.
-        let flat = Tensor::full(0.5f32, (1, 1, 3, 3), &dev).unwrap();
-        let affine = InputAffine::standardisation(&[flat]).unwrap();
-        assert!((affine.scale[0] as f64 - 1.0 / MIN_INPUT_STD).abs() < 1e-2);
     }
 }

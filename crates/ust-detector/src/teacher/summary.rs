@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use ust_losses::TeacherLossTerms;
 
-use crate::config::Preset;
+use crate::preset::Preset;
 
 /// The loss terms of one step: the weighted total and each unweighted term (`None` when its λ
 /// is 0 and it was not computed).
@@ -63,7 +63,7 @@ impl LossTerms {
 }
 
 /// The training summary written into the teacher file (JSON under
-/// [`crate::checkpoint::METADATA_SUMMARY_KEY`]).
+/// [`super::files::METADATA_SUMMARY_KEY`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
     /// Optimiser steps done.

@@ -3,7 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::GuardConfig;
+/// When a run counts as diverged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    /// A loss whose magnitude exceeds this factor times the magnitude of the running mean
+    /// (exponential, about the last 20 steps; at least 1) stops the run. A non-finite loss or
+    /// gradient always does.
+    pub explode_factor: f64,
+    /// Steps before the explosion test applies (the first losses move fast).
+    pub warmup_iterations: usize,
+}
 
 /// Weight of the newest loss in the running mean (about the last 20 steps).
 const EMA_WEIGHT: f64 = 0.05;

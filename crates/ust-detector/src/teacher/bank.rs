@@ -1,6 +1,6 @@
 //! The distillation bank: a ring of patches (or triplets) with their backbone features, so that
 //! the expensive backbone runs on a few new patches per step instead of a whole batch (see
-//! [`crate::config::DistillationCacheConfig`]).
+//! [`super::config::DistillationCacheConfig`]).
 
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;

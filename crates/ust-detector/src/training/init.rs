@@ -10,6 +10,16 @@ use rand_distr::{Distribution, Normal, Uniform};
 
 use crate::error::{DetectorError, Result};
 
+/// A generator seed for `(seed, stream, index)` (SplitMix64 finalizer over the mix).
+pub(crate) fn derive_seed(seed: u64, stream: u64, index: u64) -> u64 {
+    let mut z = seed
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Re-draws every `*.weight` (rank ≥ 2, dim 0 = outputs) and `*.bias` in `vars` from a
 /// generator seeded with `seed`, visiting them in name order. A bias takes its fan-in from the
 /// weight of the same layer.

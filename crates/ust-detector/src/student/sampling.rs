@@ -22,7 +22,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DetectorError;
-use crate::teacher::derive_seed;
+use crate::training::init::derive_seed;
 
 const STREAM_ORDER: u64 = 12;
 const STREAM_CROP: u64 = 13;

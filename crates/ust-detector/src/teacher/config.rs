@@ -9,67 +9,17 @@
 //! the general keys. Unknown keys are errors. `$UST_SHARED` at the start of a path is replaced by the environment variable of that
 //! name, or by `../shared` when it is unset.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use ust_data::shared::{SHARED_PLACEHOLDER, expand_shared};
 use ust_losses::{CompactnessKind, TeacherLossWeights};
 use ust_models::PatchNetConfig;
 
-use crate::adam::{AdamConfig, WeightDecayMode};
 use crate::error::{DetectorError, Result};
-
-/// The named starting points of a configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Preset {
-    /// The paper's schedule (METHOD.md §4): 50 000 iterations at batch 64, Adam lr 2e-4,
-    /// weight decay 1e-5 (L2), distillation targets computed for every batch.
-    Paper,
-    /// What fits about 30–45 minutes per patch size on the project's 2-core CPU: fewer
-    /// iterations and distillation targets served from a bank of cached backbone features
-    /// (see [`TeacherTrainingConfig::cpu`]).
-    Cpu,
-    /// A few iterations on tiny batches: a test that the whole pipeline runs (seconds).
-    Smoke,
-}
-
-impl Preset {
-    /// All presets, for help texts.
-    pub const ALL: [Preset; 3] = [Preset::Paper, Preset::Cpu, Preset::Smoke];
-
-    /// The preset's name as written in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Paper => "paper",
-            Preset::Cpu => "cpu",
-            Preset::Smoke => "smoke",
-        }
-    }
-}
-
-impl fmt::Display for Preset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Preset {
-    type Err = DetectorError;
-    fn from_str(s: &str) -> Result<Self> {
-        Preset::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                DetectorError::InvalidConfig(format!(
-                    "unknown preset {s:?}; expected one of paper, cpu, smoke"
-                ))
-            })
-    }
-}
+use crate::preset::Preset;
+use crate::training::adam::{AdamConfig, WeightDecayMode};
+use crate::training::guard::GuardConfig;
 
 /// The frozen pretrained network whose pooled features the teacher distils.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,18 +187,6 @@ impl Default for DistillationConfig {
             dense_grid: 16,
         }
     }
-}
-
-/// When a run counts as diverged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GuardConfig {
-    /// A loss whose magnitude exceeds this factor times the magnitude of the running mean
-    /// (exponential, about the last 20 steps; at least 1) stops the run. A non-finite loss or
-    /// gradient always does.
-    pub explode_factor: f64,
-    /// Steps before the explosion test applies (the first losses move fast).
-    pub warmup_iterations: usize,
 }
 
 /// Everything a teacher pretraining run depends on. Build it with a preset constructor or

@@ -15,7 +15,6 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::observer::TrainingObserver;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use ust_data::files::write_bytes_atomically;
@@ -29,17 +28,18 @@ use ust_models::{
     ResNet18Config, WeightSource,
 };
 
-use crate::adam::Adam;
-use crate::bank::DistillationBank;
-use crate::checkpoint::{
-    CheckpointState, RunPaths, load_checkpoint, named_vars, restore_trainee, save_checkpoint,
-    save_teacher_file, trainee_tensors,
+use super::bank::DistillationBank;
+use super::config::{BackboneConfig, BackboneKind, TeacherTrainingConfig};
+use super::files::{
+    CheckpointState, RunPaths, load_checkpoint, save_checkpoint, save_teacher_file,
 };
-use crate::config::{BackboneConfig, BackboneKind, TeacherTrainingConfig};
+use super::summary::{LossTerms, TrainingSummary};
 use crate::error::{DetectorError, Result};
-use crate::guard::LossGuard;
-use crate::init::initialize_seeded;
-use crate::summary::{LossTerms, TrainingSummary};
+use crate::training::adam::Adam;
+use crate::training::checkpoint::{named_vars, restore_trainee, trainee_tensors};
+use crate::training::guard::LossGuard;
+use crate::training::init::{derive_seed, initialize_seeded};
+use crate::training::observer::TrainingObserver;
 
 /// Patches per backbone forward pass (bounds the memory of a 224-pixel pass).
 const BACKBONE_CHUNK: usize = 64;
@@ -51,16 +51,6 @@ const DENSE_BACKBONE_CHUNK: usize = 2;
 const STREAM_INIT: u64 = 1;
 const STREAM_TRIPLETS: u64 = 2;
 const STREAM_BANK: u64 = 3;
-
-/// A generator seed for `(seed, stream, index)` (SplitMix64 finalizer over the mix).
-pub(crate) fn derive_seed(seed: u64, stream: u64, index: u64) -> u64 {
-    let mut z = seed
-        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// Where a run starts.
 #[derive(Debug, Clone, PartialEq)]
