@@ -79,6 +79,16 @@ impl EvaluateConfig {
         self.score.get(1..).unwrap_or_default()
     }
 
+    /// Refuses score terms named twice (their rows would be indistinguishable).
+    pub fn check(&self) -> Result<()> {
+        for (i, t) in self.score.iter().enumerate() {
+            if self.score[..i].contains(t) {
+                return Err(EngineError::Invalid(format!("--score names {t} twice")));
+            }
+        }
+        Ok(())
+    }
+
     /// The report folder.
     pub fn out_dir(&self) -> PathBuf {
         self.out
@@ -93,13 +103,22 @@ pub fn evaluate_run(
     device: &Device,
     observer: &mut dyn EvaluationObserver,
 ) -> Result<(EvaluationReport, PathBuf)> {
-    for (i, t) in config.score.iter().enumerate() {
-        if config.score[..i].contains(t) {
-            return Err(EngineError::Invalid(format!("--score names {t} twice")));
-        }
-    }
-    let mut detector = Detector::load(&config.run_dir, config.scales.as_deref(), device)
+    config.check()?;
+    let detector = Detector::load(&config.run_dir, config.scales.as_deref(), device)
         .context_with(|| format!("loading {}", config.run_dir.display()))?;
+    evaluate_detector(detector, config, device, observer)
+}
+
+/// [`evaluate_run`] with the detector already loaded from `config.run_dir` (its scales are
+/// those evaluated; `config.scales` is not looked at again, its score terms are set from
+/// `config.score`).
+pub fn evaluate_detector(
+    mut detector: Detector,
+    config: &EvaluateConfig,
+    device: &Device,
+    observer: &mut dyn EvaluationObserver,
+) -> Result<(EvaluationReport, PathBuf)> {
+    config.check()?;
     detector.score_terms = config.main_terms();
     let data = match &config.data {
         Some(d) => d.clone(),

@@ -33,7 +33,7 @@ pub mod students;
 
 pub use dense::{DenseBaselineConfig, DenseBaselineReport, DescriptorScorer, dense_baselines};
 pub use error::{EngineError, Result};
-pub use evaluation::{EvaluateConfig, evaluate_run};
+pub use evaluation::{EvaluateConfig, evaluate_detector, evaluate_run};
 pub use maps::{EvalReport, MapsEvalConfig, evaluate_maps};
 pub use observer::{EvaluationObserver, NoProgress};
 pub use postprocess::{MapWriter, OutputFormat, resize_to_original, thresholds};
