@@ -9,7 +9,8 @@
 //! - [`pipeline`]: a category's run directory (`run.toml`, every scale, thresholds, summary):
 //!   [`train_detector`] writes it, the [`Detector`] reads it back and turns images into
 //!   per-scale and multi-scale anomaly maps; `quantiles.rs` holds the validation thresholds;
-//! - [`one_class`]: students for one-class MNIST / CIFAR-10 (one descriptor per image);
+//! - [`one_class`]: students for one-class MNIST / CIFAR-10 (one descriptor per image), their
+//!   checkpoint in `files.rs`;
 //! - [`student`]: the students of one scale and the calibration of their scores: `trainer.rs`
 //!   (building a run, the step, the loop), `sampling.rs` (which image and window each step
 //!   draws), `inputs.rs` (input standardisation, the teacher's targets), `files.rs`
@@ -19,7 +20,9 @@
 //!   [`DistillationBank`], its files (checkpoint, teacher file) and summary;
 //! - [`training`]: what every trainer stands on, knowing nothing of teachers or students:
 //!   [`Adam`], the divergence guard, seeded initialisation and seed streams, the parts of a
-//!   checkpoint, the [`TrainingObserver`];
+//!   checkpoint, and the [`TrainingObserver`] that teacher, student and one-class training
+//!   all report to (`TrainingObserver<Start, Step>`, one start and one step report type per
+//!   trainer);
 //! - [`preset`], [`models_dir`] (where the shipped teachers are found), [`error`].
 //!
 //! The names a caller needs are re-exported here at the crate root.
@@ -43,8 +46,8 @@ pub use candle_core::Device;
 pub use error::{DetectorError, Result};
 pub use models_dir::{find_default_teacher, teacher_file_name};
 pub use one_class::{
-    OneClassCheckpointing, OneClassOutcome, OneClassStep, OneClassStudentConfig, OneClassStudents,
-    OneClassSummary,
+    OneClassCheckpointing, OneClassOutcome, OneClassRunStart, OneClassStep, OneClassStudentConfig,
+    OneClassStudents, OneClassSummary,
 };
 pub use pipeline::{Detector, Prediction, RunSpec, ScaleSpec, TrainReport, train_detector};
 pub use preset::Preset;

@@ -649,7 +649,7 @@ pub fn run_one_class(
                 &images_tensor(&train_set, &val_idx, p, device)?,
                 device,
                 Some(&checkpointing),
-                &mut |step| observer.students_step(step),
+                &mut |step: &OneClassStep| observer.students_step(step),
             )
             .map_err(OneClassError::Students)?;
             observer.students_finished();

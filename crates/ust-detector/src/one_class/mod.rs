@@ -11,9 +11,7 @@
 //! descriptors); batch 1 is the paper's literal setting. Every student sees the batches in the
 //! same seeded order and has its own Adam; weights, order and subsets derive from the seed.
 
-use std::collections::HashMap;
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
@@ -29,21 +27,20 @@ use crate::error::{DetectorError, Result};
 use crate::preset::Preset;
 use crate::student::{Calibration, MIN_TARGET_STD, StudentTrainingConfig};
 use crate::training::adam::{Adam, AdamConfig};
-use crate::training::checkpoint::{
-    named_vars, read_safetensors, restore_trainee, trainee_tensors, write_safetensors,
-};
+use crate::training::checkpoint::named_vars;
 use crate::training::init::derive_seed;
+use crate::training::observer::TrainingObserver;
+
+mod files;
+#[cfg(test)]
+mod tests;
+
+use files::{OneClassCheckpointState, restore_checkpoint, save_checkpoint};
 
 const STREAM_INIT: u64 = 31;
 const STREAM_ORDER: u64 = 32;
 /// Images per forward pass when only scoring (no graph is recorded).
 const SCORE_BATCH: usize = 256;
-/// `ust.model` value of a one-class checkpoint, and its metadata keys.
-const CHECKPOINT_MODEL: &str = "ust-one-class-students-checkpoint";
-const KEY_MODEL: &str = "ust.model";
-const KEY_CONFIG: &str = "ust.one_class.config";
-const KEY_STATE: &str = "ust.checkpoint.state";
-
 /// How the one-class students are trained. Start from [`OneClassStudentConfig::preset`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +174,16 @@ pub struct OneClassCheckpointing {
     pub resume: bool,
 }
 
+/// Where a run of [`OneClassStudents::train_resumable`] starts, for progress displays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneClassRunStart {
+    /// Steps already done (those of the checkpoint resumed from, else 0).
+    pub start_step: usize,
+    pub total_steps: usize,
+    pub students: usize,
+    pub resumed: bool,
+}
+
 /// Progress after one optimiser step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OneClassStep {
@@ -191,26 +198,10 @@ pub struct OneClassStep {
 #[derive(Debug)]
 pub enum OneClassOutcome {
     Finished(Box<OneClassStudents>),
-    /// The step callback asked to stop after `step` (like a kill: no checkpoint is written).
+    /// The observer asked to stop after `step` (like a kill: no checkpoint is written).
     Stopped {
         step: usize,
     },
-}
-
-/// Counters of a one-class checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct OneClassCheckpointState {
-    step: usize,
-    /// Sum of the step losses of the unfinished epoch.
-    epoch_sum: f64,
-    first_epoch_loss: Option<f64>,
-    final_loss: Option<f64>,
-    elapsed_s: f64,
-    sessions: usize,
-    train_images: usize,
-    /// Sums of the target statistics μ and σ: a checkpoint made from other training images or
-    /// another teacher is refused.
-    target_fingerprint: (f64, f64),
 }
 
 /// Trained one-class students with the frozen teacher, the target statistics and the
@@ -270,94 +261,6 @@ fn calibrate(e: &[f32], v: &[f32], images: usize) -> Calibration {
     }
 }
 
-type TrainableStudent = (VarMap, PatchNet, Adam);
-
-/// Writes the weights and Adam moments of every student (`student<m>.` prefixes), the
-/// configuration and the counters.
-fn save_checkpoint(
-    path: &Path,
-    config: &OneClassStudentConfig,
-    state: &OneClassCheckpointState,
-    nets: &[TrainableStudent],
-) -> Result<()> {
-    let mut tensors = Vec::new();
-    for (m, (varmap, _, optimizer)) in nets.iter().enumerate() {
-        tensors.extend(trainee_tensors(&format!("student{m}."), varmap, optimizer)?);
-    }
-    // Both serialise infallibly (plain structs of numbers and strings).
-    let metadata = HashMap::from([
-        (KEY_MODEL.to_string(), CHECKPOINT_MODEL.to_string()),
-        (
-            KEY_CONFIG.to_string(),
-            serde_json::to_string(config).unwrap_or_default(),
-        ),
-        (
-            KEY_STATE.to_string(),
-            serde_json::to_string(state).unwrap_or_default(),
-        ),
-    ]);
-    write_safetensors(path, tensors, metadata)
-}
-
-/// Restores the students from the checkpoint at `path` after checking that it was made with the
-/// same configuration and the same targets as `fresh` describes; returns its counters.
-fn restore_checkpoint(
-    path: &Path,
-    config: &OneClassStudentConfig,
-    fresh: &OneClassCheckpointState,
-    nets: &mut [TrainableStudent],
-) -> Result<OneClassCheckpointState> {
-    let (tensors, meta) = read_safetensors(path)?;
-    if meta.get(KEY_MODEL).map(String::as_str) != Some(CHECKPOINT_MODEL) {
-        return Err(DetectorError::bad_file(
-            path,
-            "not a one-class students checkpoint",
-        ));
-    }
-    let text = |key: &str| {
-        meta.get(key)
-            .ok_or_else(|| DetectorError::bad_file(path, format!("no {key} entry")))
-    };
-    let saved: OneClassStudentConfig = serde_json::from_str(text(KEY_CONFIG)?)
-        .map_err(|e| DetectorError::bad_file(path, format!("bad configuration: {e}")))?;
-    if &saved != config {
-        return Err(DetectorError::ConfigMismatch {
-            path: path.to_path_buf(),
-            differences: format!("checkpoint: {saved:?}; now: {config:?}"),
-        });
-    }
-    let mut state: OneClassCheckpointState = serde_json::from_str(text(KEY_STATE)?)
-        .map_err(|e| DetectorError::bad_file(path, format!("bad state: {e}")))?;
-    if state.train_images != fresh.train_images
-        || state.target_fingerprint != fresh.target_fingerprint
-    {
-        return Err(DetectorError::ConfigMismatch {
-            path: path.to_path_buf(),
-            differences: format!(
-                "the checkpoint was made from {} training images with target statistics {:?}, \
-                 this run has {} with {:?} (other images or another teacher)",
-                state.train_images,
-                state.target_fingerprint,
-                fresh.train_images,
-                fresh.target_fingerprint
-            ),
-        });
-    }
-    for (m, (varmap, _, optimizer)) in nets.iter_mut().enumerate() {
-        let prefix = format!("student{m}.");
-        restore_trainee(
-            &prefix,
-            varmap,
-            optimizer,
-            state.step as u64,
-            &tensors,
-            path,
-        )?;
-    }
-    state.sessions += 1;
-    Ok(state)
-}
-
 impl OneClassStudents {
     /// Trains `config.students` students on `train` and calibrates on `validation`, both
     /// (N, 3, p, p) with p the teacher's receptive field.
@@ -368,15 +271,8 @@ impl OneClassStudents {
         validation: &Tensor,
         device: &Device,
     ) -> Result<Self> {
-        let outcome = Self::train_resumable(
-            config,
-            teacher,
-            train,
-            validation,
-            device,
-            None,
-            &mut |_| ControlFlow::Continue(()),
-        )?;
+        let outcome =
+            Self::train_resumable(config, teacher, train, validation, device, None, &mut ())?;
         match outcome {
             OneClassOutcome::Finished(model) => Ok(*model),
             OneClassOutcome::Stopped { step } => Err(DetectorError::InvalidConfig(format!(
@@ -386,7 +282,7 @@ impl OneClassStudents {
     }
 
     /// [`OneClassStudents::train`] with a checkpoint every `config.checkpoint_every` steps
-    /// (written atomically; removed once training is done) and `on_step` after every step. A
+    /// (written atomically; removed once training is done), reporting to `observer`. A
     /// resumed run is the run that was interrupted: batch order and weights derive from the seed
     /// and the step, and the checkpoint holds the weights and Adam moments of every student.
     pub fn train_resumable(
@@ -396,7 +292,7 @@ impl OneClassStudents {
         validation: &Tensor,
         device: &Device,
         checkpointing: Option<&OneClassCheckpointing>,
-        on_step: &mut dyn FnMut(&OneClassStep) -> ControlFlow<()>,
+        observer: &mut dyn TrainingObserver<OneClassRunStart, OneClassStep>,
     ) -> Result<OneClassOutcome> {
         config.check()?;
         let p = teacher.patch_size();
@@ -406,6 +302,7 @@ impl OneClassStudents {
         let session_started = Instant::now();
 
         // Targets: the teacher's descriptors, standardised per dimension.
+        observer.phase(&format!("teacher descriptors of {n} training images"));
         let raw = descriptors(&teacher, train)?; // (n, d)
         let d = raw.dim(1)?;
         let mean = raw.mean_keepdim(0)?;
@@ -462,6 +359,12 @@ impl OneClassStudents {
             );
         }
         let elapsed_before_s = state.elapsed_s;
+        observer.started(&OneClassRunStart {
+            start_step: state.step,
+            total_steps,
+            students: config.students,
+            resumed: state.sessions > 1,
+        });
         while state.step < total_steps {
             let (epoch, within) = (
                 state.step / batches_per_epoch,
@@ -523,7 +426,7 @@ impl OneClassStudents {
                     total_steps,
                     loss,
                 };
-                if on_step(&report).is_break() {
+                if observer.step(&report).is_break() {
                     return Ok(OneClassOutcome::Stopped { step: state.step });
                 }
                 if let Some(c) = checkpointing
@@ -533,6 +436,7 @@ impl OneClassStudents {
                     state.elapsed_s = elapsed_before_s + session_started.elapsed().as_secs_f64();
                     save_checkpoint(&c.path, config, &state, &nets)?;
                     last_checkpoint = Some((c.path.clone(), state.step));
+                    observer.checkpoint(state.step, &c.path);
                 }
             }
         }
@@ -562,6 +466,7 @@ impl OneClassStudents {
                 sessions: state.sessions,
             },
         };
+        observer.phase(&format!("calibrating on {n_val} validation images"));
         let (e, v) = model.raw_scores(validation)?;
         model.calibration = calibrate(&e, &v, n_val);
         tracing::info!(calibration = ?model.calibration, "one-class students calibrated");
@@ -614,170 +519,5 @@ impl OneClassStudents {
     /// The receptive field.
     pub fn patch_size(&self) -> usize {
         self.teacher.patch_size()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn random_teacher(p: usize) -> PatchNet {
-        let varmap = VarMap::new();
-        let net = PatchNet::new(
-            ust_models::PatchNetConfig::new(p),
-            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
-        crate::training::init::initialize_seeded(&named_vars(&varmap), 3).unwrap();
-        net.detach()
-    }
-
-    /// Images of a "class": a bright square at one place (plus a little noise); the other
-    /// class has the square elsewhere.
-    fn images(n: usize, corner: usize, seed: u32, p: usize) -> Tensor {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(7);
-        let mut data = Vec::with_capacity(n * 3 * p * p);
-        for _ in 0..n {
-            for _ in 0..3 {
-                for y in 0..p {
-                    for x in 0..p {
-                        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                        let noise = (state >> 8) as f32 / (1u32 << 24) as f32 * 0.1;
-                        let inside =
-                            (corner..corner + 6).contains(&y) && (corner..corner + 6).contains(&x);
-                        data.push(if inside { 0.9 } else { 0.1 } + noise);
-                    }
-                }
-            }
-        }
-        Tensor::from_vec(data, (n, 3, p, p), &Device::Cpu).unwrap()
-    }
-
-    #[test]
-    fn calibration_is_the_population_statistics() {
-        // e = 1, 3, 5, 7 → mean 4, std √5; v = 2, 2, 2, 6 → mean 3, std √3.
-        let c = calibrate(&[1.0, 3.0, 5.0, 7.0], &[2.0, 2.0, 2.0, 6.0], 4);
-        assert!((c.e_mean - 4.0).abs() < 1e-12 && (c.e_std - 5f64.sqrt()).abs() < 1e-12);
-        assert!((c.v_mean - 3.0).abs() < 1e-12 && (c.v_std - 3f64.sqrt()).abs() < 1e-12);
-        assert_eq!((c.images, c.pixels), (4, 4));
-    }
-
-    #[test]
-    fn presets_are_valid_and_bad_values_are_named() {
-        for p in Preset::ALL {
-            OneClassStudentConfig::preset(p).check().unwrap();
-        }
-        assert_eq!(OneClassStudentConfig::paper().students, 5);
-        let bad = OneClassStudentConfig {
-            batch_size: 0,
-            ..OneClassStudentConfig::smoke()
-        };
-        assert!(bad.check().unwrap_err().to_string().contains("batch_size"));
-    }
-
-    #[test]
-    fn students_learn_the_class_and_score_other_images_higher() {
-        let p = 17;
-        let teacher = random_teacher(p);
-        let train = images(12, 2, 1, p);
-        let validation = images(4, 2, 2, p);
-        let config = OneClassStudentConfig::smoke();
-        let model =
-            OneClassStudents::train(&config, &teacher, &train, &validation, &Device::Cpu).unwrap();
-        assert_eq!(model.summary.steps, 10 * 3);
-        assert!(
-            model.summary.final_loss < model.summary.first_epoch_loss,
-            "{:?}",
-            model.summary
-        );
-        // Validation scores are centred by construction.
-        let s = model.scores(&validation).unwrap();
-        let mean = s.iter().map(|&x| f64::from(x)).sum::<f64>() / s.len() as f64;
-        assert!(mean.abs() < 1e-4, "{mean}");
-        // Normal test images score below images of the other class.
-        let normal = model.scores(&images(8, 2, 3, p)).unwrap();
-        let other = model.scores(&images(8, 9, 4, p)).unwrap();
-        let max_normal = normal.iter().cloned().fold(f32::MIN, f32::max);
-        let min_other = other.iter().cloned().fold(f32::MAX, f32::min);
-        assert!(max_normal < min_other, "{normal:?} vs {other:?}");
-        // Wrong image size is refused with the expected shape in the message.
-        let err = model
-            .scores(&Tensor::zeros((1, 3, 9, 9), DType::F32, &Device::Cpu).unwrap())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("(N, 3, 17, 17)"), "{err}");
-    }
-
-    #[test]
-    fn an_interrupted_run_resumes_to_the_same_students() {
-        let p = 17;
-        let teacher = random_teacher(p);
-        let train = images(12, 2, 1, p);
-        let validation = images(4, 2, 2, p);
-        let test = images(6, 9, 4, p);
-        let config = OneClassStudentConfig {
-            epochs: 3,
-            ..OneClassStudentConfig::smoke()
-        };
-        let straight =
-            OneClassStudents::train(&config, &teacher, &train, &validation, &Device::Cpu).unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let checkpointing = OneClassCheckpointing {
-            path: dir.path().join("students.checkpoint.safetensors"),
-            resume: true,
-        };
-        let run = |stop_at: Option<usize>, config: &OneClassStudentConfig, train: &Tensor| {
-            OneClassStudents::train_resumable(
-                config,
-                &teacher,
-                train,
-                &validation,
-                &Device::Cpu,
-                Some(&checkpointing),
-                &mut |s: &OneClassStep| {
-                    if Some(s.step) == stop_at {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                },
-            )
-        };
-        // 3 batches per epoch, 9 steps; checkpoints after steps 4 and 8. Killed after step 7:
-        // the checkpoint of step 4 is on disk, steps 5–7 are lost.
-        match run(Some(7), &config, &train).unwrap() {
-            OneClassOutcome::Stopped { step } => assert_eq!(step, 7),
-            other => panic!("{other:?}"),
-        }
-        assert!(checkpointing.path.is_file());
-
-        // Another configuration, or other training images, cannot continue it.
-        let other = OneClassStudentConfig {
-            batch_size: 3,
-            ..config.clone()
-        };
-        let err = run(None, &other, &train).unwrap_err();
-        assert!(matches!(err, DetectorError::ConfigMismatch { .. }), "{err}");
-        let err = run(None, &config, &images(12, 3, 5, p)).unwrap_err();
-        assert!(err.to_string().contains("training images"), "{err}");
-
-        let OneClassOutcome::Finished(resumed) = run(None, &config, &train).unwrap() else {
-            panic!("not finished");
-        };
-        assert_eq!(resumed.summary.sessions, 2);
-        assert_eq!(resumed.summary.steps, straight.summary.steps);
-        assert_eq!(resumed.summary.final_loss, straight.summary.final_loss);
-        assert_eq!(
-            resumed.summary.first_epoch_loss,
-            straight.summary.first_epoch_loss
-        );
-        assert_eq!(resumed.calibration, straight.calibration);
-        assert_eq!(
-            resumed.scores(&test).unwrap(),
-            straight.scores(&test).unwrap()
-        );
-        // The checkpoint is gone once the students are trained.
-        assert!(!checkpointing.path.exists());
     }
 }
