@@ -16,8 +16,8 @@
 //!   draws), `inputs.rs` (input standardisation, the teacher's targets), `files.rs`
 //!   (checkpoint and scale file), `model.rs` (a trained scale), `calibration.rs`, `config.rs`;
 //! - [`teacher`]: teacher pretraining on natural-image patches (METHOD.md §4): the trainer,
-//!   its [`config`] with presets and TOML files ([`TeacherTrainingConfig`]), the distillation
-//!   [`DistillationBank`], its files (checkpoint, teacher file) and summary;
+//!   its [`config`] ([`TeacherTrainingConfig`]; presets and TOML files in `presets.rs`), the
+//!   distillation [`DistillationBank`], its files (checkpoint, teacher file) and summary;
 //! - [`training`]: what every trainer stands on, knowing nothing of teachers or students:
 //!   [`Adam`], the divergence guard, seeded initialisation and seed streams, the parts of a
 //!   checkpoint, and the [`TrainingObserver`] that teacher, student and one-class training

@@ -3,7 +3,7 @@
 //! run writes (checkpoints, the teacher file and its summary).
 //!
 //! - [`TeacherTrainer`] (`trainer.rs`): the training loop;
-//! - [`config`]: [`TeacherTrainingConfig`], its presets and TOML files;
+//! - [`config`]: [`TeacherTrainingConfig`]; its presets and TOML files in `presets.rs`;
 //! - [`bank`]: the [`DistillationBank`];
 //! - [`files`]: checkpoints, the teacher file, [`load_teacher`], [`export_teacher`];
 //! - [`summary`]: what a teacher file records of its training.
@@ -11,6 +11,7 @@
 pub mod bank;
 pub mod config;
 pub mod files;
+mod presets;
 pub mod summary;
 mod trainer;
 
