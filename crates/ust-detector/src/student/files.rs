@@ -46,6 +46,9 @@ struct StudentCheckpointState {
 }
 
 impl ScaleTrainer {
+    /// Continues from the checkpoint in `paths`: the students' weights and Adam moments, the
+    /// step, the guard and the unfinished epoch's losses. A checkpoint of another configuration
+    /// is refused.
     pub(super) fn restore(&mut self) -> Result<()> {
         let path = self.paths.checkpoint.clone();
         let (tensors, meta) = read_safetensors(&path)?;
@@ -92,6 +95,7 @@ impl ScaleTrainer {
         Ok(())
     }
 
+    /// Writes the checkpoint atomically; `elapsed_s` is the training time over all sessions.
     pub(super) fn save_checkpoint(&mut self, elapsed_s: f64) -> Result<()> {
         let mut tensors = Vec::new();
         for (m, student) in self.students.iter().enumerate() {
@@ -134,6 +138,8 @@ impl ScaleTrainer {
             .collect()
     }
 
+    /// Writes the scale file: the teacher, the frozen students, the target statistics, the
+    /// validation images' scores, the calibration and the summary.
     pub(super) fn write_model(
         &self,
         calibration: &Calibration,

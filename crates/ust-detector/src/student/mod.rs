@@ -9,8 +9,9 @@
 //! choice (every output pixel equally often, each student its own draws, by default). The crop
 //! is exact: a student's dense output on the padded input window of the crop equals the crop of
 //! its output on the whole image, so cropping changes only how much of each image one step
-//! sees. The image border is extended the same way ([`ust_models::BorderPadding`], replicate by default)
-//! for the teacher's targets, the students' inputs, the calibration and every later scoring.
+//! sees. The image border is extended the same way ([`ust_models::BorderPadding`], replicate by
+//! default) for the teacher's targets, the students' inputs, the calibration and every later
+//! scoring.
 //!
 //! The students see their input standardised per channel by the training images' mean and
 //! standard deviation (`standardize_inputs`, default on). The paper types vary by about 0.035

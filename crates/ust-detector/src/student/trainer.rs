@@ -82,6 +82,8 @@ pub(super) struct Student {
 }
 
 /// Trains the M students of one scale, then calibrates the scores and writes the scale file.
+/// (Fields are visible to the `student` module because its checkpoint and scale file, in
+/// `files.rs`, read and write them.)
 pub struct ScaleTrainer {
     pub(super) config: StudentTrainingConfig,
     pub(super) paths: ScalePaths,

@@ -1,6 +1,6 @@
-//! Files of a teacher pretraining run: the resolved configuration, checkpoints (parameters, optimiser
-//! moments, distillation bank, counters) and the trained teacher, every one written atomically
-//! ([`crate::training::checkpoint`]).
+//! Files of a teacher pretraining run: the resolved configuration, checkpoints (parameters,
+//! optimiser moments, distillation bank, counters) and the trained teacher, every one written
+//! atomically ([`crate::training::checkpoint`]).
 //!
 //! The teacher file is a patch-network file of `ust-models` (metadata `ust.model = PatchNet`,
 //! `ust.config` = the architecture as JSON, tensors `conv{i}.weight|bias`) with, in addition,
