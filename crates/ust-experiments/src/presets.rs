@@ -12,7 +12,8 @@
 //! | cpu | 128 | ≤ 64 | 10 000 | 50 000 | 2 000 | 50 000 | 50 000 |
 //! | smoke | 40 | ≤ 16 | 2 000 | 2 000 | 500 | 2 000 | 2 000 |
 //!
-//! The paper caps are `BaselineConfig::paper`'s.
+//! The paper caps are `BaselineConfig::paper`'s. This table is [`ust_engine::presets`]'s,
+//! re-exported here: the engine runs the protocol, the runner's cost model reads the same caps.
 //!
 //! ## One-class cells (Table 2)
 //!
@@ -23,56 +24,13 @@
 //! | smoke | 200 (seeded) | ≤ 24 / ≤ 8 of a 75 % / 25 % split | M = 2, batch 4, 10 epochs, lr 1e-3 | ≤ 200 |
 //!
 
-use ust_baselines::DescriptorMethod;
-use ust_detector::student::SMOKE_MAX_TRAIN_IMAGES;
-use ust_detector::{Preset, StudentTrainingConfig};
+use ust_detector::Preset;
 
-/// Caps of one preset.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DensePreset {
-    pub image_size: usize,
-    /// 0: all.
-    pub max_train_images: usize,
-    pub max_train_vectors: Option<usize>,
-}
-
-/// The caps of `preset` for `method` (the table in the module documentation).
-pub fn dense_preset(preset: Preset, method: DescriptorMethod) -> DensePreset {
-    use DescriptorMethod as M;
-    let image_size = StudentTrainingConfig::preset(preset).image_size;
-    let (max_train_images, max_train_vectors) = match preset {
-        Preset::Paper => (
-            0,
-            match method {
-                M::Knn => Some(50_000),
-                M::KMeans | M::Pca => Some(100_000),
-                M::OcSvm => Some(5_000),
-                M::Ae | M::Vae => None,
-            },
-        ),
-        Preset::Cpu => (
-            64,
-            Some(match method {
-                M::Knn => 10_000,
-                M::OcSvm => 2_000,
-                M::KMeans | M::Pca | M::Ae | M::Vae => 50_000,
-            }),
-        ),
-        // Capped like the students' smoke preset, so that a cell takes seconds on any data.
-        Preset::Smoke => (
-            SMOKE_MAX_TRAIN_IMAGES,
-            Some(match method {
-                M::OcSvm => 500,
-                _ => 2_000,
-            }),
-        ),
-    };
-    DensePreset {
-        image_size,
-        max_train_images,
-        max_train_vectors,
-    }
-}
+// Table 1's caps are defined once, in the engine that runs the protocol; the cost model reads
+// them from there (this crate may depend on the engine, never the reverse).
+pub use ust_engine::presets::{
+    DensePreset, SMOKE_MAX_TEST_IMAGES, dense_preset, evenly_spaced, max_test_images,
+};
 
 /// Subset sizes of one preset (0: all).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -111,44 +69,5 @@ pub fn oneclass_preset(preset: Preset) -> OneClassPreset {
             student_validation_images: 8,
             baseline_train_images: 200,
         },
-    }
-}
-
-/// The smoke preset's cap on test images of a category (evaluation of the students and of the
-/// dense baselines): the 583 shared magnetic tiles took 20 minutes to score at 40×40.
-pub const SMOKE_MAX_TEST_IMAGES: usize = 16;
-
-/// At most how many test images of a category `preset` evaluates (0: all).
-pub fn max_test_images(preset: Preset) -> usize {
-    match preset {
-        Preset::Smoke => SMOKE_MAX_TEST_IMAGES,
-        Preset::Cpu | Preset::Paper => 0,
-    }
-}
-
-/// At most `cap` of `items` (0: all), evenly spaced through them: the test samples are
-/// sorted by defect type, so every type keeps its share; no seed, the same subset every time.
-pub fn evenly_spaced<T: Clone>(items: &[T], cap: usize) -> Vec<T> {
-    let n = items.len();
-    if cap == 0 || n <= cap {
-        return items.to_vec();
-    }
-    (0..cap).map(|i| items[i * n / cap].clone()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn evenly_spaced_keeps_every_group_its_share() {
-        // 12 of group 0, 6 of group 1, 6 of group 2 → 4 picked: 2, 1, 1.
-        let items: Vec<u8> = [vec![0u8; 12], vec![1; 6], vec![2; 6]].concat();
-        let picked = evenly_spaced(&items, 4);
-        assert_eq!(picked, [0, 0, 1, 2]);
-        assert_eq!(evenly_spaced(&items, 0), items);
-        assert_eq!(evenly_spaced(&items[..3], 5), [0, 0, 0]);
-        let idx: Vec<usize> = (0..10).collect();
-        assert_eq!(evenly_spaced(&idx, 3), [0, 3, 6]);
     }
 }
