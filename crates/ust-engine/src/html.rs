@@ -164,7 +164,7 @@ pub fn render(report: &EvaluationReport, entries: &[GalleryEntry]) -> String {
             escape(&r.name),
             r.au_pro,
             r.pixel_auroc,
-            r.image_auroc.map_or("–".into(), |v| format!("{v:.4}"))
+            crate::report::fmt_opt(r.image_auroc)
         );
     }
     h.push_str("</table>\n<h2>PRO curve</h2>\n<img src=\"pro-curve.png\" alt=\"PRO curve\">\n");

@@ -37,7 +37,7 @@ pub use evaluation::{EvaluateConfig, evaluate_detector, evaluate_run};
 pub use maps::{EvalReport, MapsEvalConfig, evaluate_maps};
 pub use observer::{EvaluationObserver, NoProgress};
 pub use postprocess::{MapWriter, OutputFormat, resize_to_original, thresholds};
-pub use report::{EvaluationReport, ScoreRow, TermRows, fmt_opt};
+pub use report::{EvaluationReport, ScoreRow, TermRows, fmt_opt, fmt_opt_digits};
 pub use scorer::{MapLayout, RowSpec, ScoredImage, TestScorer};
 pub use split::{SplitOutcome, SplitSettings, evaluate_split};
 pub use students::StudentOptions;

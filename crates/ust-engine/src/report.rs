@@ -8,7 +8,14 @@ use ust_metrics::SegmentationScores;
 /// A figure with four decimals, or `–` when there is none (an image AUROC without defect-free
 /// or without defective test images).
 pub fn fmt_opt(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into())
+    fmt_opt_digits(v, 4)
+}
+
+/// [`fmt_opt`] with `digits` decimals (the runner's tables print AU-PRO with three): one
+/// spelling of a missing figure in every report.
+pub fn fmt_opt_digits(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// The rows of one more choice of score terms (`--score e+v,e,v`).

@@ -88,7 +88,7 @@ impl Figures {
 
     /// A one-line summary for the cells table.
     pub fn summary(&self) -> String {
-        let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into());
+        let opt = ust_engine::fmt_opt;
         match self {
             Figures::Teacher { iterations, .. } => format!(
                 "{} iterations",

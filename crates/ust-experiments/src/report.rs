@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+// A missing figure is spelt as in every other report (the engine's one definition).
+use ust_engine::fmt_opt_digits as opt_text;
 
 use crate::cell::{CellResult, CellStatus, Figures, term_row_key};
 use crate::paper;
@@ -160,11 +162,6 @@ fn mean_text(m: Option<(f64, usize, usize)>, digits: usize) -> String {
         Some((v, n, total)) if n == total => format!("{v:.digits$}"),
         Some((v, n, total)) => format!("{v:.digits$} ({n}/{total})"),
     }
-}
-
-fn opt_text(v: Option<f64>, digits: usize) -> String {
-    v.map(|x| format!("{x:.digits$}"))
-        .unwrap_or_else(|| "–".into())
 }
 
 /// A Markdown table.

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::text::fmt_opt;
 use anyhow::Result;
 use clap::Args;
+use ust_engine::fmt_opt;
 use ust_engine::maps::{EvalReport, MapsEvalConfig, evaluate_maps};
 use ust_metrics::ImageReducer;
 
