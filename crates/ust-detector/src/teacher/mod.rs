@@ -5,11 +5,13 @@
 //! - [`TeacherTrainer`] (`trainer.rs`): the training loop;
 //! - [`config`]: [`TeacherTrainingConfig`]; its presets and TOML files in `presets.rs`;
 //! - [`bank`]: the [`DistillationBank`];
+//! - `dense.rs`: the targets of dense distillation (a window's feature-map cells);
 //! - [`files`]: checkpoints, the teacher file, [`load_teacher`], [`export_teacher`];
 //! - [`summary`]: what a teacher file records of its training.
 
 pub mod bank;
 pub mod config;
+mod dense;
 pub mod files;
 mod presets;
 pub mod summary;

@@ -384,6 +384,16 @@ mod tests {
         assert_eq!(c.schedule.iterations, 640);
         let paper = TeacherTrainingConfig::from_toml_file(&path, Some(Preset::Paper)).unwrap();
         assert_eq!(paper.schedule.iterations, 50_000);
+
+        // The dense lever: 4 windows of 16² outputs under every preset, 600 steps on the cpu.
+        let path = dir.join("p33_dense.toml");
+        let c = TeacherTrainingConfig::from_toml_file(&path, None).unwrap();
+        c.check().unwrap();
+        assert!(c.uses_dense_distillation() && !c.uses_bank());
+        assert_eq!((c.schedule.iterations, c.schedule.batch_size), (600, 4));
+        assert_eq!((c.dense_window(), c.patches_per_step()), (93, 1024));
+        let paper = TeacherTrainingConfig::from_toml_file(&path, Some(Preset::Paper)).unwrap();
+        assert_eq!((paper.schedule.iterations, paper.schedule.batch_size), (50_000, 4));
     }
 
     #[test]
