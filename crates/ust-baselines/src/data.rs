@@ -133,6 +133,11 @@ pub(crate) fn check_training(vectors: ArrayView2<'_, f32>, what: &'static str) -
 
 /// A seeded random subset of `max` row indices out of `0..n`, sorted ascending; `None` when all
 /// `n` rows are to be used (`max` absent or not smaller than `n`).
+///
+/// Not `ust_data::split::seeded_subset` (a Xoshiro shuffle): this draws with `StdRng` and
+/// `rand::seq::index::sample`, which picks other rows for the same seed. Every fitted baseline
+/// and every cached Table 1 cell (its subsets of training images and of descriptor vectors)
+/// depends on these rows, so the two stay apart rather than change the published figures.
 pub fn subsample_indices(n: usize, max: Option<usize>, seed: u64) -> Option<Vec<usize>> {
     let max = max?;
     if max >= n {
@@ -147,6 +152,13 @@ pub fn subsample_indices(n: usize, max: Option<usize>, seed: u64) -> Option<Vec<
 /// An independent seed for a named random stream (`stream`) of a run seeded with `seed`
 /// (SplitMix64 finaliser of the combination), so that e.g. subsampling and weight initialisation
 /// do not share random numbers.
+///
+/// The baselines' and the protocols' formula (Table 1's and Table 2's seed streams use it too).
+/// `ust-detector`'s training seeds come from another one, `(seed, stream, index)` mixed by XOR
+/// (`training::init`): both are SplitMix64 finalisers, but over different mixes, so they give
+/// different seeds. Merging them would change every trained student and teacher, or every
+/// fitted baseline, and with them the figures of every cached cell; each formula stays with
+/// the results that were computed with it.
 pub fn derive_seed(seed: u64, stream: u64) -> u64 {
     let mut z = seed
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)

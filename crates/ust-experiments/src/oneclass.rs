@@ -402,17 +402,8 @@ impl OneClassReport {
     }
 }
 
-/// A seeded subset of `k` of `0..n` (all when k ≥ n), sorted.
-pub fn seeded_subset(n: usize, k: usize, seed: u64) -> Vec<usize> {
-    use rand::SeedableRng;
-    use rand::seq::SliceRandom;
-    let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed);
-    idx.shuffle(&mut rng);
-    idx.truncate(k.min(n));
-    idx.sort_unstable();
-    idx
-}
+// The one seeded subset of the workspace (its generator is part of every cached Table 2 cell).
+pub use ust_data::split::seeded_subset;
 
 /// `items` itself, or a seeded subset of at most `max` of them (0: all), in order.
 fn capped(items: &[usize], max: usize, seed: u64) -> Vec<usize> {
