@@ -27,6 +27,7 @@ pub mod folder;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod image_io;
+pub mod inspect;
 pub mod labeled;
 pub mod maps;
 pub mod mnist;
