@@ -3,8 +3,8 @@
 //! expansion into independent jobs ([`resolve`]), stable configuration hashes ([`hash`]), the
 //! cell cache and the figures each job reports ([`cell`]), the paper's numbers ([`paper`]) and
 //! the run report ([`report`]), and the runner that works through the jobs ([`runner`]) with
-//! an executor of their commands (the `ust experiment` command's runs them as subprocesses of
-//! the `ust` binary). Table 2's one-class protocol runs here too ([`oneclass`], and the
+//! an executor of their commands ([`subprocess`]: each a subprocess of the `ust` binary, which
+//! `ust experiment` hands the runner). Table 2's one-class protocol runs here too ([`oneclass`], and the
 //! descriptor-quality check on its 1-NN column, [`quality`]), so that a cell's report is one
 //! typed struct for the command that writes it and the runner that reads it. See this crate's
 //! README for the file format.
@@ -21,6 +21,7 @@ pub mod report;
 pub mod resolve;
 pub mod runner;
 pub mod schema;
+pub mod subprocess;
 
 pub use cell::{
     CellFailure, CellResult, CellStatus, Figures, ScoreRow, StepRecord, parse_figures, read_status,

@@ -415,6 +415,105 @@ fn one_class_table(plan: &Plan, results: &RunResults, dataset: &str) -> String {
     table(&header, &rows)
 }
 
+impl RunMeta {
+    /// The record of this invocation for `plan` (its jobs those selected): the data roots as
+    /// given, `merge` or `run`, from `started_at` until now.
+    pub fn new(
+        plan: &Plan,
+        file: &std::path::Path,
+        merge: bool,
+        command: Vec<String>,
+        started_at: std::time::SystemTime,
+        wall_s: f64,
+    ) -> Self {
+        let experiment = &plan.experiment;
+        let mut data: Vec<String> = Vec::new();
+        if let Some(root) = &plan.mvtec_root {
+            data.push(root.display().to_string());
+        }
+        for d in &experiment.datasets {
+            data.push(ust_data::shared::expand_shared(&d.root));
+        }
+        Self {
+            experiment: experiment.name.clone(),
+            file: file.display().to_string(),
+            table: experiment.table,
+            preset: experiment.preset.clone(),
+            seeds: experiment.seeds.clone(),
+            data,
+            mode: if merge { "merge" } else { "run" }.into(),
+            command,
+            started_at: crate::cell::utc_timestamp(started_at),
+            finished_at: crate::cell::utc_timestamp(std::time::SystemTime::now()),
+            wall_s,
+        }
+    }
+}
+
+/// `ust experiment --plan`: per selected job its state and expected cost, then the total of
+/// the pending jobs spread over `parallel` runners (at most `cores`; all of them when
+/// `parallel` is 1).
+pub fn render_plan(
+    experiment: &crate::Experiment,
+    selected: &[crate::Job],
+    costs: &crate::cost::PlanCosts,
+    parallel: usize,
+    cores: usize,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "#\tjob\tstate\testimate (1 core)\tpeak MiB");
+    for (k, (job, cost)) in selected.iter().zip(&costs.jobs).enumerate() {
+        let _ = writeln!(
+            s,
+            "{k}\t{}\t{}\t{}\t{}",
+            job.name,
+            if cost.done { "done" } else { "pending" },
+            cost.estimate.map_or("–".into(), |e| fmt_s(e.seconds)),
+            cost.estimate
+                .and_then(|e| e.peak_mib)
+                .map_or("–".into(), |m| format!("{m:.0}"))
+        );
+    }
+    // The coefficients are one core's; how much a second thread per job gains is not
+    // modelled, so the figure for several runners assumes one thread each.
+    let runners = if parallel > 1 {
+        parallel.min(cores)
+    } else {
+        cores
+    };
+    let spread = format!(
+        "about {} with --parallel {runners} (one thread per job)",
+        fmt_s(costs.total_s / runners as f64)
+    );
+    let _ = writeln!(
+        s,
+        "{} ({}), {} preset, {} jobs ({} pending, {} cached): about {} of one \
+         core's work, {spread}; peak memory per job up to {}{}",
+        experiment.name,
+        experiment
+            .table
+            .title()
+            .split(':')
+            .next()
+            .unwrap_or_default(),
+        experiment.preset,
+        selected.len(),
+        costs.pending,
+        costs.cached,
+        fmt_s(costs.total_s),
+        costs.peak_mib.map_or("–".into(), |m| format!("{m:.0} MiB")),
+        if costs.unknown > 0 {
+            format!(
+                " ({} pending jobs without an estimate: their data could not be read)",
+                costs.unknown
+            )
+        } else {
+            String::new()
+        }
+    );
+    s
+}
+
 /// Seconds in words: `45.0 s`, `12.0 min`, `3.40 h`.
 pub fn fmt_s(s: f64) -> String {
     if s >= 3600.0 {
