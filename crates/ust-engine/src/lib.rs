@@ -23,6 +23,7 @@ pub mod maps;
 pub mod memory;
 pub mod observer;
 pub mod postprocess;
+pub mod predict;
 pub mod presets;
 pub mod report;
 pub mod resume;
