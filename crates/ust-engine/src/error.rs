@@ -183,6 +183,9 @@ pub enum EngineError {
     Model(#[from] ust_models::ModelError),
 
     #[error(transparent)]
+    Loss(#[from] ust_losses::LossError),
+
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
     #[error(transparent)]

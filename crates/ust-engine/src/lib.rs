@@ -15,6 +15,7 @@
 //! - [`report`], [`html`]: the students' report (JSON, Markdown, HTML gallery);
 //! - [`presets`]: Table 1's caps and seed streams; [`memory`]: peak memory for the reports.
 
+pub mod bench;
 pub mod dense;
 pub mod error;
 pub mod evaluation;
