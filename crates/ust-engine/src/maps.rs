@@ -78,6 +78,37 @@ pub struct EvalReport {
     pub mean: Mean,
 }
 
+impl EvalReport {
+    /// The report as `ust eval` prints it: a Markdown table, one row per category and the
+    /// mean.
+    pub fn markdown(&self) -> String {
+        use crate::report::fmt_opt;
+        let mut s = format!(
+            "| category | AU-PRO (FPR ≤ {}) | pixel AUROC | image AUROC ({}) | images | regions | seconds |\n|---|---|---|---|---|---|---|\n",
+            self.fpr_limit, self.image_score
+        );
+        for c in &self.categories {
+            s += &format!(
+                "| {} | {:.4} | {:.4} | {} | {} | {} | {:.2} |\n",
+                c.category,
+                c.au_pro,
+                c.pixel_auroc,
+                fmt_opt(c.image_auroc),
+                c.n_images,
+                c.n_regions,
+                c.seconds
+            );
+        }
+        s += &format!(
+            "| **mean** | **{:.4}** | **{:.4}** | **{}** | | | |\n",
+            self.mean.au_pro,
+            self.mean.pixel_auroc,
+            fmt_opt(self.mean.image_auroc)
+        );
+        s
+    }
+}
+
 /// Evaluates every selected category of `config.data`.
 pub fn evaluate_maps(config: &MapsEvalConfig) -> Result<EvalReport> {
     let mut dirs = discover_categories(&config.data).map_err(|source| EngineError::NoDataset {

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use ust_engine::fmt_opt;
-use ust_engine::maps::{EvalReport, MapsEvalConfig, evaluate_maps};
+use ust_engine::maps::{MapsEvalConfig, evaluate_maps};
 use ust_metrics::ImageReducer;
 
 #[derive(Args, Debug)]
@@ -45,36 +44,9 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         image_score: args.image_score,
         resize: args.resize,
     })?;
-    print!("{}", markdown_table(&report));
+    print!("{}", report.markdown());
     if let Some(path) = &args.json {
         crate::text::write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The report as a Markdown table.
-pub fn markdown_table(r: &EvalReport) -> String {
-    let mut s = format!(
-        "| category | AU-PRO (FPR ≤ {}) | pixel AUROC | image AUROC ({}) | images | regions | seconds |\n|---|---|---|---|---|---|---|\n",
-        r.fpr_limit, r.image_score
-    );
-    for c in &r.categories {
-        s += &format!(
-            "| {} | {:.4} | {:.4} | {} | {} | {} | {:.2} |\n",
-            c.category,
-            c.au_pro,
-            c.pixel_auroc,
-            fmt_opt(c.image_auroc),
-            c.n_images,
-            c.n_regions,
-            c.seconds
-        );
-    }
-    s += &format!(
-        "| **mean** | **{:.4}** | **{:.4}** | **{}** | | | |\n",
-        r.mean.au_pro,
-        r.mean.pixel_auroc,
-        fmt_opt(r.mean.image_auroc)
-    );
-    s
 }
