@@ -1,4 +1,4 @@
-//! How the commands print numbers in their reports.
+//! What the commands share in printing: `--json FILE`, `--quiet` and the progress bars.
 
 /// Writes `value` as pretty JSON to `path`, or on stdout when `path` is `-`: what every
 /// command's `--json FILE` does.
@@ -39,4 +39,35 @@ pub fn progress_bar(what: &str, len: usize, unit: &str) -> indicatif::ProgressBa
         .progress_chars("=> "),
     );
     bar
+}
+
+/// The engine's progress over a test split drawn as a progress bar labelled `what` (`ust
+/// evaluate`, `ust baseline dense`).
+pub struct EvaluationBar {
+    what: &'static str,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl EvaluationBar {
+    pub fn new(what: &'static str) -> Self {
+        Self { what, bar: None }
+    }
+}
+
+impl ust_engine::EvaluationObserver for EvaluationBar {
+    fn started(&mut self, images: usize) {
+        self.bar = Some(progress_bar(self.what, images, "images"));
+    }
+
+    fn image_done(&mut self, _: usize, _: &ust_data::TestSample, _: bool) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn finished(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -14,11 +14,8 @@ use ust_detector::Preset;
 use ust_engine::dense::{DenseBaselineConfig, DenseBaselineReport, dense_baselines};
 use ust_models::BorderPadding;
 
-use super::evaluate::ProgressBar;
 use super::train::category_dir;
-
-/// The teacher lookup shared with `ust oneclass`.
-pub(crate) use ust_engine::dense::resolve_teacher;
+use crate::text::EvaluationBar;
 
 #[derive(Subcommand, Debug)]
 pub enum BaselineCommand {
@@ -98,6 +95,6 @@ pub fn dense(args: &DenseArgs) -> Result<Vec<DenseBaselineReport>> {
     Ok(dense_baselines(
         &config,
         &device,
-        &mut ProgressBar::new("baseline"),
+        &mut EvaluationBar::new("baseline"),
     )?)
 }

@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use crate::device::DeviceArgs;
 use anyhow::Result;
 use clap::Args;
-use ust_data::TestSample;
 use ust_detector::ScoreTerms;
+use ust_engine::EvaluationReport;
 use ust_engine::evaluation::{EvaluateConfig, evaluate_run};
-use ust_engine::{EvaluationObserver, EvaluationReport};
 use ust_metrics::ImageReducer;
 
 use super::train::category_dir;
+use crate::text::EvaluationBar;
 
 /// Test hook: `ust evaluate` stops with an error after scoring this many images, as if killed.
 pub const STOP_AFTER_ENV: &str = "UST_EVALUATE_STOP_AFTER";
@@ -96,36 +96,6 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(EvaluationReport, PathBuf)> {
             .ok()
             .and_then(|v| v.parse::<usize>().ok()),
     };
-    let mut bar = ProgressBar::new("evaluate");
+    let mut bar = EvaluationBar::new("evaluate");
     Ok(evaluate_run(&config, &device, &mut bar)?)
-}
-
-/// The engine's progress drawn as one of the command's progress bars (`what`: its label).
-pub struct ProgressBar {
-    what: &'static str,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl ProgressBar {
-    pub fn new(what: &'static str) -> Self {
-        Self { what, bar: None }
-    }
-}
-
-impl EvaluationObserver for ProgressBar {
-    fn started(&mut self, images: usize) {
-        self.bar = Some(crate::text::progress_bar(self.what, images, "images"));
-    }
-
-    fn image_done(&mut self, _: usize, _: &TestSample, _: bool) {
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-        }
-    }
-
-    fn finished(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
 }

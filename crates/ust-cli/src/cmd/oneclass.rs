@@ -20,8 +20,7 @@ use ust_experiments::oneclass::{
 };
 use ust_experiments::resolve::REPORT_FILE;
 
-// `ust_engine::dense::resolve_teacher`, which `baseline` re-exports for this command.
-use super::baseline::resolve_teacher;
+use ust_engine::dense::resolve_teacher;
 
 #[derive(Args, Debug, Clone)]
 pub struct OneclassArgs {
