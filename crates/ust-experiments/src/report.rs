@@ -83,6 +83,15 @@ impl RunResults {
             .collect();
         Self { meta, cells }
     }
+
+    /// How many cells failed and how many were not run (the rest are done).
+    pub fn failed_and_missing(&self) -> (usize, usize) {
+        let count = |f: fn(&CellStatus) -> bool| self.cells.iter().filter(|c| f(&c.status)).count();
+        (
+            count(|s| matches!(s, CellStatus::Failed { .. })),
+            count(|s| matches!(s, CellStatus::Missing)),
+        )
+    }
 }
 
 /// A table entry: the mean over seeds of the cells behind it.
@@ -386,7 +395,7 @@ fn one_class_table(plan: &Plan, results: &RunResults, dataset: &str) -> String {
     let mut rows = Vec::new();
     for (method, variant) in &row_ids {
         let lambdas = plan.teacher_variant(variant).map(|t| t.lambdas);
-        let label = if method == "students" {
+        let label = if method == crate::oneclass::OneClassMethod::STUDENTS {
             format!(
                 "students, teacher `{variant}` ({})",
                 lambdas.map(|l| l.label()).unwrap_or_default()

@@ -157,11 +157,9 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
         );
     }
 
-    let mut statuses = Vec::with_capacity(selected.len());
-    if args.merge {
-        for job in &selected {
-            statuses.push(read_status(&cells_dir, job)?);
-        }
+    let statuses = if args.merge {
+        let read = |job| read_status(&cells_dir, job);
+        selected.iter().map(read).collect::<Result<Vec<_>, _>>()?
     } else {
         check_inputs(&selected.iter().collect::<Vec<_>>())?;
         let options = RunOptions {
@@ -175,17 +173,9 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
                 .collect(),
         };
         let executor = executor(&args)?;
-        statuses = run_selected(&plan, &selected, &cells_dir, &options, &executor)?;
-    }
+        run_selected(&plan, &selected, &cells_dir, &options, &executor)?
+    };
 
-    let failed = statuses
-        .iter()
-        .filter(|s| matches!(s, CellStatus::Failed { .. }))
-        .count();
-    let missing = statuses
-        .iter()
-        .filter(|s| matches!(s, CellStatus::Missing))
-        .count();
     let report_plan = Plan {
         jobs: selected,
         ..plan
@@ -199,6 +189,7 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
         started.elapsed().as_secs_f64(),
     );
     let results = RunResults::new(meta, &report_plan, statuses);
+    let (failed, missing) = results.failed_and_missing();
     let dir = write_run_dir(&exp_dir, &utc_compact(started_at), &report_plan, &results)?;
     println!(
         "{} jobs: {} done, {failed} failed, {missing} not run; report: {}",
