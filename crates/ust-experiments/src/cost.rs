@@ -351,7 +351,7 @@ impl CostModel {
         // 10 000 test images of MNIST and CIFAR-10.
         let or = |cap: usize, all: usize| if cap == 0 { all } else { cap };
         let test = or(caps.test_images, 10_000) as f64;
-        if method == "students" {
+        if method == crate::oneclass::OneClassMethod::STUDENTS {
             let config = OneClassStudentConfig::preset(preset);
             let train = or(caps.student_train_images, 5_400) as f64;
             let validation = or(caps.student_validation_images, 600) as f64;

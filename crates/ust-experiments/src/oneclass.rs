@@ -90,7 +90,7 @@ impl std::str::FromStr for OneClassMethod {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if s == "students" {
+        if s == Self::STUDENTS {
             return Ok(Self::Students);
         }
         s.parse::<DescriptorMethod>()
@@ -100,6 +100,16 @@ impl std::str::FromStr for OneClassMethod {
 }
 
 impl OneClassMethod {
+    /// The students' name; the baselines' are `DescriptorMethod`'s.
+    pub const STUDENTS: &'static str = "students";
+
+    /// Every method's name, the students first (the experiment files' `[one_class].methods`).
+    pub fn names() -> Vec<&'static str> {
+        std::iter::once(Self::STUDENTS)
+            .chain(DescriptorMethod::ALL.iter().map(|m| m.name()))
+            .collect()
+    }
+
     /// The baseline, or `None` for the students.
     pub fn descriptor_method(self) -> Option<DescriptorMethod> {
         match self {
@@ -110,7 +120,7 @@ impl OneClassMethod {
 
     pub fn name(self) -> &'static str {
         self.descriptor_method()
-            .map_or("students", DescriptorMethod::name)
+            .map_or(Self::STUDENTS, DescriptorMethod::name)
     }
 }
 
@@ -735,6 +745,12 @@ mod tests {
     #[test]
     fn methods_and_datasets_parse_from_their_names() {
         assert_eq!("students".parse(), Ok(OneClassMethod::Students));
+        // Every name the experiment files accept parses, the students first.
+        let names = OneClassMethod::names();
+        assert_eq!(names.len(), 1 + DescriptorMethod::ALL.len());
+        for name in names {
+            assert_eq!(name.parse::<OneClassMethod>().unwrap().name(), name);
+        }
         let knn: OneClassMethod = "knn".parse().unwrap();
         assert_eq!(knn.name(), "knn");
         let err = "svm".parse::<OneClassMethod>().unwrap_err();

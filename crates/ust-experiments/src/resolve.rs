@@ -731,14 +731,15 @@ impl Plan {
                 });
                 let root_value = json!({"given": s(&root), "canonical": canonical(&root)});
                 for method in &o.methods {
-                    let variants: Vec<&(String, TeacherSource, Value)> = if method == "students" {
-                        teacher_sources.iter().collect()
-                    } else {
-                        teacher_sources
-                            .iter()
-                            .filter(|(n, _, _)| Some(n) == baseline.as_ref())
-                            .collect()
-                    };
+                    let variants: Vec<&(String, TeacherSource, Value)> =
+                        if method == crate::oneclass::OneClassMethod::STUDENTS {
+                            teacher_sources.iter().collect()
+                        } else {
+                            teacher_sources
+                                .iter()
+                                .filter(|(n, _, _)| Some(n) == baseline.as_ref())
+                                .collect()
+                        };
                     for (variant, source, identity) in variants {
                         for &class in &classes {
                             for &seed in &experiment.seeds {

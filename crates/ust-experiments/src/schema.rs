@@ -547,8 +547,7 @@ impl Experiment {
         }
         unique(file.datasets.iter().map(|d| &d.name), "[[datasets]] names").map_err(bad)?;
         if let Some(o) = &file.one_class {
-            let mut known: Vec<&str> = vec!["students"];
-            known.extend(baseline_methods());
+            let known = crate::oneclass::OneClassMethod::names();
             check_methods(&o.methods, &known, "[one_class].methods").map_err(bad)?;
             if let Some(b) = &o.baseline_teacher
                 && !teachers.iter().any(|t| &t.variant.name == b)
