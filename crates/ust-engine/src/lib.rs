@@ -13,7 +13,10 @@
 //!   [`reuse`]: the rows of an identical earlier evaluation;
 //! - [`postprocess`]: maps back at the image's size, thresholds, map and picture files;
 //! - [`report`], [`html`]: the students' report (JSON, Markdown, HTML gallery);
-//! - [`presets`]: Table 1's caps and seed streams; [`memory`]: peak memory for the reports.
+//! - [`predict`]: maps and verdicts of new images (`ust predict`);
+//! - [`presets`]: Table 1's caps and seed streams (the one definition; the runner's cost model
+//!   reads them); [`memory`]: peak memory for the reports, this process's and a child's;
+//! - [`bench`]: the timing of dense extraction and a student step (`ust bench dense`).
 
 pub mod bench;
 pub mod dense;
