@@ -847,3 +847,37 @@ fn an_evaluation_killed_mid_way_resumes_with_the_same_report() {
     assert_eq!(resumed["test_images"], 16);
     assert_eq!(resumed["rows"], full["rows"]);
 }
+
+/// `ust teacher info FILE | head -c 1`: a reader that closes the pipe before the output is
+/// written ends the program as it ends other Unix tools (SIGPIPE), not with a panic message.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let teacher =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/teacher-p33.safetensors");
+    let mut child = ust()
+        .args(["teacher", "info"])
+        .arg(&teacher)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end at once: the JSON (a few kB) is written into a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc_sigpipe()),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
+/// SIGPIPE's number on Linux and the BSDs.
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13
+}

@@ -51,6 +51,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     text::set_quiet(cli.quiet);
     init_tracing(cli.quiet);
@@ -146,6 +147,20 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+/// A reader that closes the pipe early (`ust teacher info FILE | head`) ends the program
+/// quietly, as it does other Unix tools: Rust ignores SIGPIPE, which turned the closed pipe
+/// into a panic inside `println!`.
+#[cfg(unix)]
+fn exit_quietly_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn exit_quietly_on_closed_pipe() {}
 
 #[cfg(test)]
 mod tests {

@@ -41,6 +41,7 @@ fn shipped_teachers_load_and_describe_patches() {
         (teacher_file_name(33), 33),
         (teacher_file_name(65), 65),
         ("teacher-p33-metric.safetensors".to_string(), 33),
+        ("teacher-p33-dense.safetensors".to_string(), 33),
     ] {
         let path = models_dir().join(&file);
         assert!(path.is_file(), "{} is missing", path.display());
@@ -70,6 +71,12 @@ fn shipped_teachers_load_and_describe_patches() {
         assert!(
             info.decoder_tensors.is_empty(),
             "{file}: shipped with its decoder"
+        );
+        // The file records how it was distilled: only the dense teacher says dense.
+        assert_eq!(
+            info.training_config.uses_dense_distillation(),
+            file.ends_with("-dense.safetensors"),
+            "{file}"
         );
     }
 }
