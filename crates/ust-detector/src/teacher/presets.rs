@@ -393,7 +393,10 @@ mod tests {
         assert_eq!((c.schedule.iterations, c.schedule.batch_size), (600, 4));
         assert_eq!((c.dense_window(), c.patches_per_step()), (93, 1024));
         let paper = TeacherTrainingConfig::from_toml_file(&path, Some(Preset::Paper)).unwrap();
-        assert_eq!((paper.schedule.iterations, paper.schedule.batch_size), (50_000, 4));
+        assert_eq!(
+            (paper.schedule.iterations, paper.schedule.batch_size),
+            (50_000, 4)
+        );
     }
 
     #[test]
