@@ -1,5 +1,6 @@
 //! One module per subcommand. Each exposes its clap `Args` type and
-//! `run(args) -> anyhow::Result<std::process::ExitCode>`.
+//! `run(args) -> anyhow::Result<std::process::ExitCode>`. One exception until it joins
+//! `teacher` (issue 19): `quality` is `ust teacher quality`'s.
 
 pub mod baseline;
 pub mod bench;
