@@ -233,6 +233,7 @@ fn train_predict_evaluate_end_to_end() {
         errors.windows(2).all(|w| w[0] >= w[1]),
         "not worst first: {errors:?}"
     );
+    check_in_a_browser(&eval_dir.join("report.html"));
 
     let check = dir.path().join("check.json");
     run_ok(
@@ -880,4 +881,32 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
 #[cfg(unix)]
 fn libc_sigpipe() -> i32 {
     13
+}
+
+/// Opens `report` in headless Chromium through `scripts/check_html_report.py` (every picture
+/// loads and shows, no console error, a non-empty gallery). Skips with a message where the
+/// machine has no Chromium, ChromeDriver or Selenium (the script's exit status 2).
+fn check_in_a_browser(report: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_html_report.py");
+    let out = match std::process::Command::new("python3")
+        .arg(&script)
+        .arg(report)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipping the browser check: python3 not runnable ({e})");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(2) {
+        eprintln!("skipping the browser check: {stderr}");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "report.html in a headless browser:\n{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
