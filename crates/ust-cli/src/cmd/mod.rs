@@ -1,6 +1,5 @@
 //! One module per subcommand. Each exposes its clap `Args` type and
-//! `run(args) -> anyhow::Result<std::process::ExitCode>`. One exception until it joins
-//! `teacher` (issue 19): `quality` is `ust teacher quality`'s.
+//! `run(args) -> anyhow::Result<std::process::ExitCode>`.
 
 pub mod baseline;
 pub mod bench;
@@ -11,6 +10,5 @@ pub mod evaluate;
 pub mod experiment;
 pub mod oneclass;
 pub mod predict;
-pub mod quality;
 pub mod teacher;
 pub mod train;

@@ -2,6 +2,7 @@
 //! on natural-image patches (METHOD.md §4) with the configuration's losses, writes the teacher,
 //! its checkpoint and its resolved configuration side by side, and shows a progress bar with
 //! the loss terms and patches per second (on a terminal; logs go to stderr either way).
+//! `ust teacher quality` measures a teacher's descriptors on Table 2's one-class 1-NN.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use ust_detector::{
     IterationReport, Preset, RunPaths, RunStart, TeacherTrainer, TeacherTrainingConfig,
     TrainingObserver, TrainingOutcome,
 };
+use ust_experiments::oneclass::OneClassDataset;
+use ust_experiments::quality::{FeatureSource, QualityConfig, descriptor_quality};
 
 #[derive(Subcommand, Debug)]
 pub enum TeacherCommand {
@@ -24,7 +27,7 @@ pub enum TeacherCommand {
     Export(ExportArgs),
     /// Descriptor quality: Table 2's one-class 1-NN on MNIST and CIFAR-10 (the teacher, the
     /// backbone's features or the pixels).
-    Quality(super::quality::QualityArgs),
+    Quality(QualityArgs),
     /// Print what a teacher file says about its training (JSON).
     Info {
         /// The teacher file.
@@ -76,7 +79,7 @@ pub struct TrainArgs {
 pub fn run(command: TeacherCommand) -> Result<ExitCode> {
     match command {
         TeacherCommand::Train(args) => train(args),
-        TeacherCommand::Quality(args) => super::quality::run(args),
+        TeacherCommand::Quality(args) => quality(args),
         TeacherCommand::Export(args) => {
             let dtype = if args.f32 {
                 candle_core::DType::F32
@@ -218,6 +221,69 @@ impl TrainingObserver<RunStart, IterationReport> for Progress {
         }
         ControlFlow::Continue(())
     }
+}
+
+#[derive(Args, Debug)]
+pub struct QualityArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The teacher file (needed for `--features teacher`; gives p for `pixels`).
+    pub teacher: Option<PathBuf>,
+    /// What the 1-NN runs on.
+    #[arg(long, value_enum, default_value = "teacher")]
+    pub features: FeatureSource,
+    /// The datasets (repeatable) [default: both].
+    #[arg(long, value_enum)]
+    pub dataset: Vec<OneClassDataset>,
+    /// The MNIST folder [default: $UST_SHARED/data/mnist].
+    #[arg(long)]
+    pub mnist: Option<PathBuf>,
+    /// The CIFAR-10 folder [default: data/cifar-10, `just unpack-cifar`].
+    #[arg(long)]
+    pub cifar: Option<PathBuf>,
+    /// The side images are resized to for `pixels` [default: the teacher's p, else 33].
+    #[arg(long)]
+    pub p: Option<usize>,
+    /// `backbone`: the EfficientNet-Lite0 weights [default:
+    /// $UST_SHARED/weights/efficientnet_lite0.safetensors].
+    #[arg(long)]
+    pub backbone_weights: Option<PathBuf>,
+    /// `backbone`: the side images are resized to (the network was trained at 224).
+    #[arg(long, default_value_t = 224)]
+    pub backbone_size: usize,
+    /// Subset sizes, as `ust oneclass`'s baselines (cpu: 1 000 reference images per class,
+    /// 2 000 test images).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub preset: Preset,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `ust teacher quality`: Table 2's 1-NN on a teacher's descriptors (the check, its feature
+/// sources and its report are `ust_experiments::quality`'s).
+fn quality(args: QualityArgs) -> Result<ExitCode> {
+    let device = args.device.open()?;
+    let config = QualityConfig {
+        teacher: args.teacher,
+        features: args.features,
+        datasets: args.dataset,
+        mnist: args.mnist,
+        cifar: args.cifar,
+        p: args.p,
+        backbone_weights: args.backbone_weights,
+        backbone_size: args.backbone_size,
+        preset: args.preset,
+        seed: args.seed,
+    };
+    let report = descriptor_quality(&config, &device)?;
+    println!("{}", report.markdown());
+    if let Some(path) = &args.json {
+        crate::text::write_json(path, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
