@@ -487,12 +487,31 @@ pub fn load_dataset(
              train/<class>/ and test/<class>/",
         ),
     };
-    if !dir.is_dir() {
-        return Err(OneClassError::MissingDataset { what, dir, hint });
-    }
-    let read = match dataset {
-        OneClassDataset::Mnist => ust_data::mnist::load_mnist(&dir).map(|m| (m.train, m.test)),
-        OneClassDataset::Cifar10 => ust_data::cifar::load_cifar10(&dir).map(|c| (c.train, c.test)),
+    // With the `hub` feature a folder without the files is no error: the dataset comes from
+    // the Hugging Face Hub through candle-datasets (cached after the first download).
+    #[cfg(feature = "hub")]
+    let read = {
+        let _ = hint;
+        match dataset {
+            OneClassDataset::Mnist => {
+                ust_data::mnist::load_mnist_or_hub(&dir).map(|m| (m.train, m.test))
+            }
+            OneClassDataset::Cifar10 => {
+                ust_data::cifar::load_cifar10_or_hub(&dir).map(|c| (c.train, c.test))
+            }
+        }
+    };
+    #[cfg(not(feature = "hub"))]
+    let read = {
+        if !dir.is_dir() {
+            return Err(OneClassError::MissingDataset { what, dir, hint });
+        }
+        match dataset {
+            OneClassDataset::Mnist => ust_data::mnist::load_mnist(&dir).map(|m| (m.train, m.test)),
+            OneClassDataset::Cifar10 => {
+                ust_data::cifar::load_cifar10(&dir).map(|c| (c.train, c.test))
+            }
+        }
     };
     read.map_err(|source| OneClassError::ReadDataset {
         what,
