@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use candle_core::Device;
 use rand::{SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, StandardNormal};
 use ust_baselines::ndarray::Array2;
@@ -43,7 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for kind in BaselineKind::ALL {
         let config = BaselineConfig::paper(kind);
-        let fitted = FittedBaseline::fit(&config, train.view())?;
+        // A CPU benchmark (see the module documentation): the networks train on the host.
+        let fitted = FittedBaseline::fit(&config, train.view(), &Device::Cpu)?;
         let start = Instant::now();
         let scores = fitted.score(test.view())?;
         let score_s = start.elapsed().as_secs_f64();

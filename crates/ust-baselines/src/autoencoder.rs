@@ -6,7 +6,7 @@
 //! the output. Default widths [64, 32]: d → 64 → 32 → 64 → d. Trained with Adam on the mean over
 //! the batch of the squared error summed over dimensions.
 
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use ndarray::ArrayView2;
 use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
@@ -59,11 +59,18 @@ pub struct Autoencoder {
 }
 
 impl Autoencoder {
-    /// Trains on the training vectors; deterministic given `seed`.
+    /// Trains on the training vectors on `device`, where the model then stays (scoring runs
+    /// there too); deterministic given `seed` (the initial weights and the shuffling do not
+    /// depend on the device).
     ///
     /// # Shapes
     /// `train`: (n, d), n ≥ 1.
-    pub fn fit(config: &AutoencoderConfig, train: ArrayView2<'_, f32>, seed: u64) -> Result<Self> {
+    pub fn fit(
+        config: &AutoencoderConfig,
+        train: ArrayView2<'_, f32>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         config.check()?;
         check_training(train, "l2 autoencoder training vectors")?;
         let dim = train.ncols();
@@ -71,10 +78,10 @@ impl Autoencoder {
         widths.extend(&config.hidden_widths);
         let mut rng = StdRng::seed_from_u64(derive_seed(seed, stream::INIT));
         let mut vars: Vec<Var> = Vec::new();
-        let encoder = Mlp::new(&widths, config.leaky_slope, &mut rng, &mut vars)?;
+        let encoder = Mlp::new(&widths, config.leaky_slope, &mut rng, &mut vars, device)?;
         let reversed: Vec<usize> = widths.iter().rev().copied().collect();
-        let decoder = Mlp::new(&reversed, config.leaky_slope, &mut rng, &mut vars)?;
-        let standardizer = Standardizer::fit(train, config.training.standardize);
+        let decoder = Mlp::new(&reversed, config.leaky_slope, &mut rng, &mut vars, device)?;
+        let standardizer = Standardizer::fit(train, config.training.standardize, device);
         let loss_history = train_epochs(
             METHOD,
             &config.training,
@@ -100,6 +107,11 @@ impl Autoencoder {
     /// Dimension of the vectors.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// The device the model lives on (the one given to [`Autoencoder::fit`]).
+    pub fn device(&self) -> &Device {
+        self.standardizer.device()
     }
 
     /// Mean training loss (squared reconstruction error per vector) of every epoch.
@@ -143,5 +155,32 @@ impl Autoencoder {
             out.extend(err.to_vec1::<f32>()?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_lives_on_the_device_it_was_fitted_on() {
+        // The CPU is the only device of this build; what matters is that the weights and the
+        // batches follow the argument rather than a constant.
+        let device = Device::Cpu;
+        let train = ndarray::Array2::from_shape_fn((30, 3), |(i, j)| (i * 3 + j) as f32 / 90.0);
+        let config = AutoencoderConfig {
+            hidden_widths: vec![4, 2],
+            training: TrainingConfig {
+                epochs: 1,
+                batch_size: 8,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let ae = Autoencoder::fit(&config, train.view(), 0, &device).unwrap();
+        assert!(ae.device().same_device(&device));
+        let batch = ae.standardizer.batch(train.view(), 0..4).unwrap();
+        assert!(batch.device().same_device(&device));
+        assert!(ae.forward(&batch).unwrap().device().same_device(&device));
     }
 }

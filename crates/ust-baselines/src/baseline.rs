@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use candle_core::Device;
 use ndarray::{ArrayView2, Axis, s};
 use serde::{Deserialize, Serialize};
 
@@ -301,11 +302,16 @@ pub struct FittedBaseline {
 
 impl FittedBaseline {
     /// Checks the configuration and the training vectors, then subsamples, fits PCA and fits
-    /// the method (see the module documentation).
+    /// the method (see the module documentation). The autoencoder and the VAE train on, and
+    /// later score on, `device`; the other methods are host code and ignore it.
     ///
     /// # Shapes
     /// `train`: (n, d), n ≥ 1 (K-Means needs n ≥ k, PCA n ≥ 2).
-    pub fn fit(config: &BaselineConfig, train: ArrayView2<'_, f32>) -> Result<Self> {
+    pub fn fit(
+        config: &BaselineConfig,
+        train: ArrayView2<'_, f32>,
+        device: &Device,
+    ) -> Result<Self> {
         config.check()?;
         check_training(train, "baseline training vectors")?;
         let start = Instant::now();
@@ -346,9 +352,9 @@ impl FittedBaseline {
                 FittedModel::OneClassSvm(OneClassSvm::fit(c, features)?)
             }
             MethodConfig::Autoencoder(c) => {
-                FittedModel::Autoencoder(Autoencoder::fit(c, features, config.seed)?)
+                FittedModel::Autoencoder(Autoencoder::fit(c, features, config.seed, device)?)
             }
-            MethodConfig::Vae(c) => FittedModel::Vae(Vae::fit(c, features, config.seed)?),
+            MethodConfig::Vae(c) => FittedModel::Vae(Vae::fit(c, features, config.seed, device)?),
         };
         let summary = FitSummary {
             kind: config.kind(),

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use candle_core::Device;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use crate::baseline::{BaselineConfig, BaselineKind, FittedBaseline};
@@ -105,11 +106,17 @@ pub enum DescriptorModel {
 impl DescriptorModel {
     /// Fits `method` on `train` (rows already subsampled: no further subsampling happens
     /// here). knn, kmeans and ocsvm run after PCA keeping 95 % of the variance, ae and vae on
-    /// all dimensions (`BaselineConfig::paper`), each seeded with `seed`.
+    /// all dimensions (`BaselineConfig::paper`), each seeded with `seed`; ae and vae train on
+    /// `device` (the rest is host code).
     ///
     /// # Shapes
     /// `train`: (n, d).
-    pub fn fit(method: DescriptorMethod, train: ArrayView2<'_, f32>, seed: u64) -> Result<Self> {
+    pub fn fit(
+        method: DescriptorMethod,
+        train: ArrayView2<'_, f32>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         match method.kind() {
             Some(kind) => {
                 let config = BaselineConfig {
@@ -118,7 +125,7 @@ impl DescriptorModel {
                     ..BaselineConfig::paper(kind)
                 };
                 Ok(Self::Baseline(Box::new(FittedBaseline::fit(
-                    &config, train,
+                    &config, train, device,
                 )?)))
             }
             None => Ok(Self::PcaReconstruction(Box::new(Pca::fit(
@@ -452,7 +459,8 @@ mod tests {
             }
             _ => 0.0,
         });
-        let model = DescriptorModel::fit(DescriptorMethod::Pca, train.view(), 0).unwrap();
+        let model =
+            DescriptorModel::fit(DescriptorMethod::Pca, train.view(), 0, &Device::Cpu).unwrap();
         assert_eq!(model.pca_components(), Some(1));
         let s = model
             .score(array![[3.0f32, 0.0, 0.0], [0.0, 2.0, 1.0]].view())

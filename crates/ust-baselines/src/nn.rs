@@ -4,6 +4,8 @@
 //! candle's CPU device cannot be seeded, so every weight is drawn from a seeded generator here
 //! (PyTorch's default `nn.Linear` initialisation: weights and biases uniform in ±1/√fan_in) and
 //! every random number of training (shuffling, VAE noise) comes from seeded generators as well.
+//! The draws happen on the host in a fixed order and only the finished values are copied to the
+//! caller's device, so the initial weights and the noise do not depend on the device.
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Linear, Module, Optimizer, ParamsAdamW};
@@ -86,22 +88,29 @@ pub(crate) fn check_architecture(
     Ok(())
 }
 
-/// Per-dimension affine standardisation x ↦ (x − mean) / std (or the identity).
+/// Per-dimension affine standardisation x ↦ (x − mean) / std (or the identity), producing
+/// batches on the device the network lives on.
 #[derive(Debug, Clone)]
 pub(crate) struct Standardizer {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
+    /// Where [`Standardizer::batch`] puts its tensors: every batch the network sees goes
+    /// through here, so holding the device here keeps the training loop and the scoring paths
+    /// free of a device argument.
+    device: Device,
 }
 
 impl Standardizer {
     /// Training mean and standard deviation per dimension (f64 accumulation); a dimension with
     /// standard deviation below 1e-12 is only centred. `enabled = false` gives the identity.
-    pub(crate) fn fit(x: ArrayView2<'_, f32>, enabled: bool) -> Self {
+    /// Batches are built on `device`.
+    pub(crate) fn fit(x: ArrayView2<'_, f32>, enabled: bool, device: &Device) -> Self {
         let d = x.ncols();
         if !enabled {
             return Self {
                 mean: vec![0.0; d],
                 inv_std: vec![1.0; d],
+                device: device.clone(),
             };
         }
         let n = x.nrows() as f64;
@@ -128,7 +137,13 @@ impl Standardizer {
         Self {
             mean: mean.iter().map(|&m| m as f32).collect(),
             inv_std,
+            device: device.clone(),
         }
+    }
+
+    /// The device the batches are built on (the network's).
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Undoes the standardisation of row-major vectors of this dimension.
@@ -141,7 +156,8 @@ impl Standardizer {
         rows
     }
 
-    /// The standardised rows `rows` of `x` as a (rows.len(), d) tensor.
+    /// The standardised rows `rows` of `x` as a (rows.len(), d) tensor on the standardiser's
+    /// device (standardised on the host, then copied once).
     ///
     /// # Shapes
     /// `x`: (n, d) → (rows.len(), d).
@@ -158,17 +174,18 @@ impl Standardizer {
                 buf.push((v - self.mean[j]) * self.inv_std[j]);
             }
         }
-        Ok(Tensor::from_vec(buf, (b, d), &Device::Cpu)?)
+        Ok(Tensor::from_vec(buf, (b, d), &self.device)?)
     }
 }
 
-/// A fully connected layer with seeded initialisation; its weight and bias are pushed to
-/// `vars` for the optimiser.
+/// A fully connected layer with seeded initialisation on `device`; its weight and bias are
+/// pushed to `vars` for the optimiser.
 pub(crate) fn seeded_linear(
     fan_in: usize,
     fan_out: usize,
     rng: &mut StdRng,
     vars: &mut Vec<Var>,
+    device: &Device,
 ) -> Result<Linear> {
     let bound = 1.0 / (fan_in as f32).sqrt();
     let mut draw =
@@ -176,9 +193,9 @@ pub(crate) fn seeded_linear(
     let weight = Var::from_tensor(&Tensor::from_vec(
         draw(fan_out * fan_in),
         (fan_out, fan_in),
-        &Device::Cpu,
+        device,
     )?)?;
-    let bias = Var::from_tensor(&Tensor::from_vec(draw(fan_out), fan_out, &Device::Cpu)?)?;
+    let bias = Var::from_tensor(&Tensor::from_vec(draw(fan_out), fan_out, device)?)?;
     let layer = Linear::new(weight.as_tensor().clone(), Some(bias.as_tensor().clone()));
     vars.push(weight);
     vars.push(bias);
@@ -193,16 +210,17 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    /// Layers widths[0] → widths[1] → … → widths[last].
+    /// Layers widths[0] → widths[1] → … → widths[last], on `device`.
     pub(crate) fn new(
         widths: &[usize],
         leaky_slope: f64,
         rng: &mut StdRng,
         vars: &mut Vec<Var>,
+        device: &Device,
     ) -> Result<Self> {
         let layers = widths
             .windows(2)
-            .map(|w| seeded_linear(w[0], w[1], rng, vars))
+            .map(|w| seeded_linear(w[0], w[1], rng, vars, device))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,

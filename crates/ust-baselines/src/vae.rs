@@ -152,11 +152,18 @@ fn gaussian_log_density(
 }
 
 impl Vae {
-    /// Trains on the training vectors; deterministic given `seed`.
+    /// Trains on the training vectors on `device`, where the model then stays (scoring runs
+    /// there too); deterministic given `seed` (the initial weights, the shuffling and the noise
+    /// are drawn on the host, so they do not depend on the device).
     ///
     /// # Shapes
     /// `train`: (n, d), n ≥ 1.
-    pub fn fit(config: &VaeConfig, train: ArrayView2<'_, f32>, seed: u64) -> Result<Self> {
+    pub fn fit(
+        config: &VaeConfig,
+        train: ArrayView2<'_, f32>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         config.check()?;
         check_training(train, "VAE training vectors")?;
         let dim = train.ncols();
@@ -166,24 +173,36 @@ impl Vae {
         let mut widths = vec![dim];
         widths.extend(&config.hidden_widths);
         let last_hidden = *widths.last().expect("at least one hidden layer");
-        let encoder_body = Mlp::new(&widths, config.leaky_slope, &mut rng, &mut vars)?;
-        let encoder_mean = seeded_linear(last_hidden, latent, &mut rng, &mut vars)?;
-        let encoder_log_variance = seeded_linear(last_hidden, latent, &mut rng, &mut vars)?;
+        let encoder_body = Mlp::new(&widths, config.leaky_slope, &mut rng, &mut vars, device)?;
+        let encoder_mean = seeded_linear(last_hidden, latent, &mut rng, &mut vars, device)?;
+        let encoder_log_variance = seeded_linear(last_hidden, latent, &mut rng, &mut vars, device)?;
         let mut decoder_widths = vec![latent];
         decoder_widths.extend(config.hidden_widths.iter().rev());
         let first_hidden = config.hidden_widths[0];
-        let decoder_body = Mlp::new(&decoder_widths, config.leaky_slope, &mut rng, &mut vars)?;
-        let decoder_mean = seeded_linear(first_hidden, dim, &mut rng, &mut vars)?;
+        let decoder_body = Mlp::new(
+            &decoder_widths,
+            config.leaky_slope,
+            &mut rng,
+            &mut vars,
+            device,
+        )?;
+        let decoder_mean = seeded_linear(first_hidden, dim, &mut rng, &mut vars, device)?;
         let (decoder_log_variance, fixed_log_variance) = match config.decoder_variance {
             DecoderVariance::Learned => (
-                Some(seeded_linear(first_hidden, dim, &mut rng, &mut vars)?),
+                Some(seeded_linear(
+                    first_hidden,
+                    dim,
+                    &mut rng,
+                    &mut vars,
+                    device,
+                )?),
                 0.0,
             ),
             DecoderVariance::Fixed(v) => (None, v.ln()),
         };
         let mut noise_rng = StdRng::seed_from_u64(derive_seed(seed, stream::SCORE_NOISE));
-        let score_noise = normal_tensor(config.score_samples, latent, &mut noise_rng)?;
-        let standardizer = Standardizer::fit(train, config.training.standardize);
+        let score_noise = normal_tensor(config.score_samples, latent, &mut noise_rng, device)?;
+        let standardizer = Standardizer::fit(train, config.training.standardize, device);
 
         let mut vae = Self {
             encoder_body,
@@ -216,7 +235,8 @@ impl Vae {
     /// Mean over the batch of −ELBO with one reparameterised sample per vector.
     fn negative_elbo(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
         let (mean_z, log_var_z) = self.encode(x)?;
-        let eps = normal_tensor(x.dim(0)?, self.latent_dim, rng)?;
+        // The noise goes where the batch is (the model's device).
+        let eps = normal_tensor(x.dim(0)?, self.latent_dim, rng, x.device())?;
         let z = (&mean_z + (log_var_z.affine(0.5, 0.0)?.exp()? * eps)?)?;
         let log_p = self.decoder_log_density(x, &z)?;
         let kl = ((log_var_z.affine(1.0, 1.0)? - mean_z.sqr()?)? - log_var_z.exp()?)?
@@ -254,6 +274,11 @@ impl Vae {
     /// Dimension of the vectors.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// The device the model lives on (the one given to [`Vae::fit`]).
+    pub fn device(&self) -> &Device {
+        self.standardizer.device()
     }
 
     /// Mean training loss (−ELBO per vector, one latent sample) of every epoch.
@@ -355,12 +380,13 @@ fn log_density_row_fixed(x: &[f32], mean: &[f32], log_variance: f64) -> f64 {
     -0.5 * (sq * (-log_variance).exp() + d * log_variance + d * LN_2PI)
 }
 
-/// A (rows, cols) tensor of standard normal values from `rng`.
-fn normal_tensor(rows: usize, cols: usize, rng: &mut StdRng) -> Result<Tensor> {
+/// A (rows, cols) tensor on `device` of standard normal values from `rng` (drawn on the host
+/// in row-major order, so the values do not depend on the device).
+fn normal_tensor(rows: usize, cols: usize, rng: &mut StdRng, device: &Device) -> Result<Tensor> {
     let v: Vec<f32> = (0..rows * cols)
         .map(|_| StandardNormal.sample(&mut *rng))
         .collect();
-    Ok(Tensor::from_vec(v, (rows, cols), &Device::Cpu)?)
+    Ok(Tensor::from_vec(v, (rows, cols), device)?)
 }
 
 #[cfg(test)]
@@ -414,7 +440,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let vae = Vae::fit(&config, train.view(), 4).unwrap();
+        let vae = Vae::fit(&config, train.view(), 4, &Device::Cpu).unwrap();
         let test = train.slice(ndarray::s![..6, ..]).mapv(|v: f32| 2.0 * v);
         let got = vae.reconstruction_log_probability(test.view()).unwrap();
         // Independent assembly: densities p_l(x) of the three shared latent samples, then
@@ -452,6 +478,32 @@ mod tests {
             );
             assert_eq!(vae.score(test.view()).unwrap()[i], -got[i] as f32);
         }
+    }
+
+    #[test]
+    fn the_model_lives_on_the_device_it_was_fitted_on() {
+        // On this CPU-only build the only device at hand is the CPU; the check is that every
+        // tensor the model holds or builds follows the argument rather than a constant.
+        let device = Device::Cpu;
+        let mut rng = StdRng::seed_from_u64(2);
+        let train = ndarray::Array2::from_shape_fn((40, 3), |_| StandardNormal.sample(&mut rng));
+        let config = VaeConfig {
+            hidden_widths: vec![4],
+            latent_dim: 2,
+            score_samples: 2,
+            training: TrainingConfig {
+                epochs: 1,
+                batch_size: 16,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let vae = Vae::fit(&config, train.view(), 0, &device).unwrap();
+        assert!(vae.device().same_device(&device));
+        assert!(vae.score_noise.device().same_device(&device));
+        assert!(vae.encoder_mean.weight().device().same_device(&device));
+        let batch = vae.standardizer.batch(train.view(), 0..4).unwrap();
+        assert!(batch.device().same_device(&device));
     }
 
     #[test]

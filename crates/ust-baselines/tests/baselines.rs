@@ -1,6 +1,7 @@
 //! End-to-end checks of every baseline on synthetic data with a known answer, and of the
 //! pipeline (subsampling, PCA, errors, determinism, configuration files).
 
+use candle_core::Device;
 use ndarray::{Array1, Array2, ArrayView2, Axis, concatenate};
 use rand::{SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -130,7 +131,7 @@ fn autoencoder_loss_decreases_and_off_subspace_vectors_score_higher() {
         training: small_training(25),
         ..Default::default()
     };
-    let model = Autoencoder::fit(&config, train.view(), 7).unwrap();
+    let model = Autoencoder::fit(&config, train.view(), 7, &Device::Cpu).unwrap();
     let history = model.loss_history();
     assert_eq!(history.len(), 25);
     assert!(
@@ -162,7 +163,7 @@ fn autoencoder_loss_decreases_and_off_subspace_vectors_score_higher() {
         / 5.0;
     assert!(err < 0.5, "mean squared reconstruction error {err}");
     // Deterministic given the seed.
-    let again = Autoencoder::fit(&config, train.view(), 7).unwrap();
+    let again = Autoencoder::fit(&config, train.view(), 7, &Device::Cpu).unwrap();
     assert_eq!(again.loss_history(), history);
     assert_eq!(
         again.score(inliers.view()).unwrap(),
@@ -185,7 +186,7 @@ fn vae_loss_decreases_and_off_subspace_vectors_score_higher() {
             training: small_training(25),
             ..Default::default()
         };
-        let model = Vae::fit(&config, train.view(), 11).unwrap();
+        let model = Vae::fit(&config, train.view(), 11, &Device::Cpu).unwrap();
         let history = model.loss_history();
         assert!(
             history[24] < history[0] - 5.0,
@@ -223,7 +224,7 @@ fn pipeline_subsamples_projects_and_reports() {
         max_train_vectors: Some(1000),
         ..BaselineConfig::paper(BaselineKind::NearestNeighbor)
     };
-    let fitted = FittedBaseline::fit(&config, train.view()).unwrap();
+    let fitted = FittedBaseline::fit(&config, train.view(), &Device::Cpu).unwrap();
     let summary = fitted.summary();
     assert_eq!(summary.n_train_given, 3000);
     assert_eq!(summary.n_train_used, 1000);
@@ -268,7 +269,7 @@ fn pipeline_subsamples_projects_and_reports() {
         );
     }
     // Deterministic given the seed; another seed draws another subset.
-    let again = FittedBaseline::fit(&config, train.view()).unwrap();
+    let again = FittedBaseline::fit(&config, train.view(), &Device::Cpu).unwrap();
     assert_eq!(again.score(test.view()).unwrap(), scores);
     let other = FittedBaseline::fit(
         &BaselineConfig {
@@ -276,6 +277,7 @@ fn pipeline_subsamples_projects_and_reports() {
             ..config.clone()
         },
         train.view(),
+        &Device::Cpu,
     )
     .unwrap();
     assert_ne!(other.score(test.view()).unwrap(), scores);
@@ -303,7 +305,7 @@ fn every_baseline_fits_and_scores_through_the_pipeline() {
             MethodConfig::KMeans(c) => c.n_runs = 3,
             _ => {}
         }
-        let fitted = FittedBaseline::fit(&config, train.view()).unwrap();
+        let fitted = FittedBaseline::fit(&config, train.view(), &Device::Cpu).unwrap();
         assert_eq!(fitted.kind(), kind);
         let scores = fitted.score(test.view()).unwrap();
         assert_eq!(scores.len(), 200);
@@ -321,12 +323,12 @@ fn pipeline_errors_are_typed_and_name_the_problem() {
     let train = gaussian(50, 4, &mut rng);
     let config = BaselineConfig::paper(BaselineKind::NearestNeighbor);
     assert!(matches!(
-        FittedBaseline::fit(&config, Array2::<f32>::zeros((0, 4)).view()),
+        FittedBaseline::fit(&config, Array2::<f32>::zeros((0, 4)).view(), &Device::Cpu),
         Err(BaselineError::EmptyTrainingSet { .. })
     ));
     let mut bad = train.clone();
     bad[(17, 2)] = f32::NAN;
-    match FittedBaseline::fit(&config, bad.view()) {
+    match FittedBaseline::fit(&config, bad.view(), &Device::Cpu) {
         Err(
             e @ BaselineError::NonFinite {
                 row: 17, column: 2, ..
@@ -336,7 +338,7 @@ fn pipeline_errors_are_typed_and_name_the_problem() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    let fitted = FittedBaseline::fit(&config, train.view()).unwrap();
+    let fitted = FittedBaseline::fit(&config, train.view(), &Device::Cpu).unwrap();
     assert!(matches!(
         fitted.score(gaussian(3, 5, &mut rng).view()),
         Err(BaselineError::DimensionMismatch {
@@ -373,7 +375,7 @@ fn pipeline_errors_are_typed_and_name_the_problem() {
         ..config.clone()
     };
     assert!(matches!(
-        FittedBaseline::fit(&bad_pca, train.view()),
+        FittedBaseline::fit(&bad_pca, train.view(), &Device::Cpu),
         Err(BaselineError::InvalidParameter {
             name: "variance_fraction",
             ..
@@ -384,7 +386,7 @@ fn pipeline_errors_are_typed_and_name_the_problem() {
         ..BaselineConfig::paper(BaselineKind::KMeans)
     };
     assert!(matches!(
-        FittedBaseline::fit(&kmeans, train.view()),
+        FittedBaseline::fit(&kmeans, train.view(), &Device::Cpu),
         Err(BaselineError::TooFewTrainingVectors {
             needed: 10,
             got: 5,
@@ -435,7 +437,8 @@ fn scores_do_not_depend_on_how_rows_are_grouped() {
         BaselineKind::KMeans,
         BaselineKind::OneClassSvm,
     ] {
-        let fitted = FittedBaseline::fit(&BaselineConfig::paper(kind), train.view()).unwrap();
+        let fitted =
+            FittedBaseline::fit(&BaselineConfig::paper(kind), train.view(), &Device::Cpu).unwrap();
         let all = fitted.score(test.view()).unwrap();
         for i in [0, 17, 39] {
             let one: ArrayView2<f32> = test.slice(ndarray::s![i..i + 1, ..]);

@@ -361,13 +361,15 @@ pub fn dense_baselines(
         train_vectors.push(train.nrows());
         tracing::info!(method = %method, vectors = train.nrows(), "fitting");
         let fit_start = Instant::now();
-        let model = DescriptorModel::fit(method, train.view(), config.seed).map_err(|source| {
-            EngineError::Fit {
-                method: method.to_string(),
-                vectors: train.nrows(),
-                source,
-            }
-        })?;
+        // ae and vae train where the teacher runs (the command's --device).
+        let model =
+            DescriptorModel::fit(method, train.view(), config.seed, device).map_err(|source| {
+                EngineError::Fit {
+                    method: method.to_string(),
+                    vectors: train.nrows(),
+                    source,
+                }
+            })?;
         models.push((method.name().to_string(), model));
         fit_s.push(fit_start.elapsed().as_secs_f64());
     }

@@ -547,23 +547,26 @@ fn descriptors(teacher: &PatchNet, images: &Tensor) -> Result<Array2<f32>> {
 
 /// The baselines' half of the protocol: standardises `train` per dimension on itself (as the
 /// students' targets), fits `method` on it, and scores `test` after the same standardisation.
-/// `what` names the fit in its error ("knn on 300 descriptors").
+/// `what` names the fit in its error ("knn on 300 descriptors"). ae and vae train and score on
+/// `device`.
 pub fn standardised_scores(
     method: DescriptorMethod,
     mut train: Array2<f32>,
     test: ArrayView2<'_, f32>,
     seed: u64,
+    device: &Device,
     what: impl FnOnce(usize) -> String,
 ) -> Result<Vec<f32>> {
     let mut stats = Standardizer::new(train.ncols());
     stats.add_rows(train.view())?;
     let stats = stats.finish(MIN_TARGET_STD)?;
     stats.apply(train.view_mut())?;
-    let model =
-        DescriptorModel::fit(method, train.view(), seed).map_err(|source| OneClassError::Fit {
+    let model = DescriptorModel::fit(method, train.view(), seed, device).map_err(|source| {
+        OneClassError::Fit {
             what: what(train.nrows()),
             source,
-        })?;
+        }
+    })?;
     let mut rows = test.to_owned();
     stats.apply(rows.view_mut())?;
     Ok(model.score(rows.view())?)
@@ -701,9 +704,11 @@ pub fn run_one_class(
             );
             let train = descriptors(&teacher, &images_tensor(&train_set, &train_idx, p, device)?)?;
             let test_rows = descriptors(&teacher, &test)?;
-            let scores = standardised_scores(method, train, test_rows.view(), config.seed, |n| {
-                format!("{method} on {n} descriptors")
-            })?;
+            // The baseline fits where the teacher ran: the command's --device.
+            let scores =
+                standardised_scores(method, train, test_rows.view(), config.seed, device, |n| {
+                    format!("{method} on {n} descriptors")
+                })?;
             (train_idx.len(), scores, None)
         }
     };

@@ -287,6 +287,7 @@ fn dataset_quality(
             train,
             test.view(),
             config.seed,
+            device,
             |n| format!("1-NN on {n} rows"),
         )?;
         let anomalous: Vec<bool> = test_idx
