@@ -340,24 +340,11 @@ fn distillation_with_bank_resumes_exactly() {
     assert_eq!(ckpt.tensors["bank.features"].dims(), &[8, 1280]);
     assert_eq!(ckpt.tensors["decoder.linear.weight"].dims(), &[1280, 128]);
 
-    let b = RunPaths::beside(&dir.path().join("b/t.safetensors"));
-    let mut first = TeacherTrainer::new(config.clone(), b.clone(), &Device::Cpu).unwrap();
-    let mut rec = Recorder {
-        stop_at: Some(3),
-        ..Default::default()
-    };
-    first.run(&mut rec).unwrap();
-    drop(first);
-    let mut resumed = TeacherTrainer::resume(config, b, &Device::Cpu).unwrap();
-    assert_eq!(resumed.iteration(), 2);
-    let mut rec_b = Recorder::default();
-    resumed.run(&mut rec_b).unwrap();
-    for (x, y) in rec_a.reports[2..].iter().zip(&rec_b.reports) {
-        assert_eq!(x.terms, y.terms, "iteration {}", x.iteration);
-    }
-    assert_eq!(
-        values(&resumed.parameters()),
-        values(&straight.parameters())
+    stopped_and_resumed_run_matches(
+        config,
+        &dir.path().join("b/t.safetensors"),
+        &rec_a,
+        &straight,
     );
 }
 
@@ -393,19 +380,36 @@ fn dense_distillation_trains_resumes_exactly_and_is_recorded() {
     let info = TeacherFileInfo::read(&a.output).unwrap();
     assert_eq!(info.training_config.distillation, config.distillation);
 
-    let b = RunPaths::beside(&dir.path().join("b/t.safetensors"));
-    let mut first = TeacherTrainer::new(config.clone(), b.clone(), &Device::Cpu).unwrap();
+    stopped_and_resumed_run_matches(
+        config,
+        &dir.path().join("b/t.safetensors"),
+        &rec_a,
+        &straight,
+    );
+}
+
+/// Runs `config` in `output`'s folder, stops it after step 3 (its last checkpoint is step 2),
+/// resumes it, and checks that every later step and the final parameters equal those of the
+/// uninterrupted run `straight` (whose steps `straight_steps` recorded).
+fn stopped_and_resumed_run_matches(
+    config: TeacherTrainingConfig,
+    output: &Path,
+    straight_steps: &Recorder,
+    straight: &TeacherTrainer,
+) {
+    let paths = RunPaths::beside(output);
+    let mut first = TeacherTrainer::new(config.clone(), paths.clone(), &Device::Cpu).unwrap();
     let mut rec = Recorder {
         stop_at: Some(3),
         ..Default::default()
     };
     first.run(&mut rec).unwrap();
     drop(first);
-    let mut resumed = TeacherTrainer::resume(config, b, &Device::Cpu).unwrap();
+    let mut resumed = TeacherTrainer::resume(config, paths, &Device::Cpu).unwrap();
     assert_eq!(resumed.iteration(), 2);
     let mut rec_b = Recorder::default();
     resumed.run(&mut rec_b).unwrap();
-    for (x, y) in rec_a.reports[2..].iter().zip(&rec_b.reports) {
+    for (x, y) in straight_steps.reports[2..].iter().zip(&rec_b.reports) {
         assert_eq!(x.terms, y.terms, "iteration {}", x.iteration);
     }
     assert_eq!(

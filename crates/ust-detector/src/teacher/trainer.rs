@@ -457,24 +457,6 @@ impl TeacherTrainer {
     fn next_batch(&mut self) -> Result<StepBatch> {
         let n = self.config.schedule.batch_size;
         let p = self.config.teacher.patch_size;
-        if self.config.uses_dense_distillation() {
-            let root = self.data_root.clone();
-            let batch = self
-                .sampler()?
-                .next_raw()?
-                .into_tensors(&self.device)
-                .map_err(|cause| ust_data::DataError::Tensor { path: root, cause })?;
-            let backbone = self.backbone.as_deref().ok_or_else(|| {
-                DetectorError::InvalidConfig("distillation needs a backbone".into())
-            })?;
-            let targets = dense_targets(backbone, &self.config, &batch.anchor)?;
-            return Ok(StepBatch {
-                anchor: batch.anchor,
-                positive: None,
-                negative: None,
-                targets: Some(targets),
-            });
-        }
         if self.bank.is_some() {
             let raw = self.sampler()?.next_raw()?;
             let features = self.backbone_features(&raw.anchor, raw.len())?;
@@ -499,7 +481,12 @@ impl TeacherTrainer {
             .next_raw()?
             .into_tensors(&self.device)
             .map_err(|cause| ust_data::DataError::Tensor { path: root, cause })?;
+        // Dense windows regress feature-map cells (no bank, no triplets: the configuration
+        // check refuses both); patches the pooled features.
         let targets = match &self.backbone {
+            Some(b) if self.config.uses_dense_distillation() => {
+                Some(dense_targets(b.as_ref(), &self.config, &batch.anchor)?)
+            }
             Some(b) => Some(b.pooled_features(&batch.anchor)?.detach()),
             None => None,
         };
