@@ -628,7 +628,7 @@ fn every_shipped_table_runs_its_smoke_preset_on_generated_data() {
     for rel in [
         "experiments/table2.toml",
         "experiments/teacher/p33_distill.toml",
-        "models/teacher-p33.safetensors",
+        "models/teacher-p33-patch.safetensors",
         "models/teacher-p33-metric.safetensors",
     ] {
         std::fs::create_dir_all(cwd.join(rel).parent().unwrap()).unwrap();

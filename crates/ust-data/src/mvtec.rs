@@ -558,6 +558,26 @@ pub fn inspect_category(root: &Path, validation_fraction: f64) -> CategoryReport
     report
 }
 
+/// The category folder a user named: `data/category`, or `data` itself without a category.
+/// Errors, saying what to pass, when that folder has no `train/`.
+pub fn category_dir(data: &Path, category: Option<&str>) -> Result<PathBuf> {
+    let dir = match category {
+        Some(c) => data.join(c),
+        None => data.to_path_buf(),
+    };
+    if dir.join("train").is_dir() {
+        return Ok(dir);
+    }
+    let reason = match category {
+        Some(_) => "not an MVTec-layout category (no train/ folder)",
+        None => {
+            "no train/ folder: pass --category NAME for a dataset root, or the category folder \
+             itself"
+        }
+    };
+    Err(DataError::invalid(dir, reason))
+}
+
 /// Whether `dir` looks like a category (it has a `train` or a `test` folder).
 pub fn is_category_dir(dir: &Path) -> bool {
     dir.join("train").is_dir() || dir.join("test").is_dir()
@@ -642,6 +662,24 @@ fn dir_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_category_folder_needs_train_and_the_error_says_what_to_pass() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("bottle/train/good")).unwrap();
+        let bottle = root.path().join("bottle");
+        assert_eq!(category_dir(root.path(), Some("bottle")).unwrap(), bottle);
+        assert_eq!(category_dir(&bottle, None).unwrap(), bottle);
+        let err = category_dir(root.path(), Some("cable"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cable") && err.contains("no train/ folder"),
+            "{err}"
+        );
+        let err = category_dir(root.path(), None).unwrap_err().to_string();
+        assert!(err.contains("--category NAME"), "{err}");
+    }
 
     fn gray_png(path: &Path, w: u32, h: u32, value: u8) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

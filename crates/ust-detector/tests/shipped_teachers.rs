@@ -41,7 +41,7 @@ fn shipped_teachers_load_and_describe_patches() {
         (teacher_file_name(33), 33),
         (teacher_file_name(65), 65),
         ("teacher-p33-metric.safetensors".to_string(), 33),
-        ("teacher-p33-dense.safetensors".to_string(), 33),
+        ("teacher-p33-patch.safetensors".to_string(), 33),
     ] {
         let path = models_dir().join(&file);
         assert!(path.is_file(), "{} is missing", path.display());
@@ -72,10 +72,10 @@ fn shipped_teachers_load_and_describe_patches() {
             info.decoder_tensors.is_empty(),
             "{file}: shipped with its decoder"
         );
-        // The file records how it was distilled: only the dense teacher says dense.
+        // The file records how it was distilled: the default p = 33 teacher is the dense one.
         assert_eq!(
             info.training_config.uses_dense_distillation(),
-            file.ends_with("-dense.safetensors"),
+            file == teacher_file_name(33),
             "{file}"
         );
     }

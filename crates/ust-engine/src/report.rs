@@ -165,6 +165,14 @@ impl EvaluationReport {
                     sc.patch_size, sc.students, sc.steps, sc.final_loss, sc.training_s
                 ));
             }
+            for sc in t.scales.iter().filter(|sc| sc.dense_teacher) {
+                s.push_str(&format!(
+                    "\np={}: the teacher `{}` was distilled densely (windows of natural images \
+                     regressing the backbone's feature map; a deviation from the paper's \
+                     patch-wise distillation, models/README.md).\n",
+                    sc.patch_size, sc.teacher
+                ));
+            }
             for r in &t.reused {
                 s.push_str(&format!(
                     "\np={}: students taken from `{}` (same data, teacher and training; trained \
@@ -233,5 +241,36 @@ mod tests {
         assert!(md.contains("| p=17 | 0.5000 | 0.7500 | – |"), "{md}");
         assert!(md.contains("the scores of 2 images kept"), "{md}");
         assert!(md.contains("![PRO curve](pro-curve.png)"), "{md}");
+        assert!(!md.contains("distilled densely"), "{md}");
+    }
+
+    #[test]
+    fn a_densely_distilled_teacher_is_stated_under_the_training_table() {
+        let scale = |p: usize, dense: bool| {
+            serde_json::json!({
+                "patch_size": p, "students": 3, "steps": 10, "train_images": 4,
+                "validation_images": 1, "final_loss": 2.5, "targets_s": 0.1, "training_s": 9.0,
+                "calibration_s": 0.2, "sessions": 1, "teacher": format!("t{p}.safetensors"),
+                "dense_teacher": dense, "trainer_version": "0"
+            })
+        };
+        let training = serde_json::json!({
+            "category": "widget", "preset": "smoke", "train_images": 4, "validation_images": 1,
+            "scales": [scale(17, false), scale(33, true)]
+        });
+        let mut r = report();
+        r.training = Some(serde_json::from_value(training).unwrap());
+        let md = r.markdown();
+        assert!(
+            md.contains("p=33: the teacher `t33.safetensors` was distilled densely"),
+            "{md}"
+        );
+        assert!(!md.contains("p=17: the teacher"), "{md}");
+        // Summaries written before the field existed read as patch-wise.
+        let old = r#"{"patch_size": 17, "students": 3, "steps": 10, "train_images": 4,
+            "validation_images": 1, "final_loss": 2.5, "targets_s": 0.1, "training_s": 9.0,
+            "calibration_s": 0.2, "sessions": 1, "teacher": "t", "trainer_version": "0"}"#;
+        let old: ust_detector::StudentSummary = serde_json::from_str(old).unwrap();
+        assert!(!old.dense_teacher);
     }
 }

@@ -412,15 +412,13 @@ impl OneClassReport {
     }
 }
 
-// The one seeded subset of the workspace (its generator is part of every cached Table 2 cell).
-pub use ust_data::split::seeded_subset;
-
 /// `items` itself, or a seeded subset of at most `max` of them (0: all), in order.
 fn capped(items: &[usize], max: usize, seed: u64) -> Vec<usize> {
     if max == 0 || items.len() <= max {
         return items.to_vec();
     }
-    seeded_subset(items.len(), max, seed)
+    // The workspace's one seeded subset (its generator is part of every cached Table 2 cell).
+    ust_data::split::seeded_subset(items.len(), max, seed)
         .into_iter()
         .map(|i| items[i])
         .collect()
@@ -750,6 +748,7 @@ mod tests {
 
     #[test]
     fn subsets_are_seeded_sorted_and_capped() {
+        use ust_data::split::seeded_subset;
         let a = seeded_subset(100, 10, 7);
         assert_eq!(a, seeded_subset(100, 10, 7));
         assert_ne!(a, seeded_subset(100, 10, 8));

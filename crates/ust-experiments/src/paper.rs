@@ -110,6 +110,8 @@ pub struct DeviationInputs<'a> {
     pub ablated_score: Option<&'a str>,
     /// The students' training settings (key, value), when the run trains students.
     pub student_settings: &'a [(String, String)],
+    /// The teacher files of the run that say they were distilled densely.
+    pub dense_teachers: &'a [String],
 }
 
 /// One line per deviation.
@@ -146,6 +148,23 @@ pub fn deviations(d: &DeviationInputs<'_>) -> Vec<String> {
              correlations."
                 .to_string(),
         );
+    }
+    if !d.dense_teachers.is_empty() {
+        out.push(format!(
+            "Dense distillation (not the paper's patch-wise one): {} {} trained as a strided \
+             network over windows of natural images, each output regressing the backbone's last \
+             feature map at the same place (models/README.md).",
+            d.dense_teachers
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if d.dense_teachers.len() == 1 {
+                "was"
+            } else {
+                "were"
+            }
+        ));
     }
     if !d.categories.is_empty() {
         let stand_ins: Vec<&String> = d
@@ -255,5 +274,31 @@ mod tests {
         assert_eq!(table2_mean("mnist", "students", Some(m)), None);
         assert_eq!(table2_mean("cifar10", "knn", None), Some(0.8189));
         assert_eq!(table2_mean("mnist", "ocsvm", None), None);
+    }
+
+    #[test]
+    fn dense_teachers_are_named_as_a_deviation() {
+        let names = |d: &DeviationInputs<'_>| deviations(d).join("\n");
+        let none = names(&DeviationInputs {
+            preset: "cpu",
+            ..Default::default()
+        });
+        assert!(!none.contains("Dense distillation"), "{none}");
+        let two = [
+            "models/teacher-p33.safetensors".to_string(),
+            "x.safetensors".to_string(),
+        ];
+        let text = names(&DeviationInputs {
+            preset: "cpu",
+            dense_teachers: &two,
+            ..Default::default()
+        });
+        assert!(
+            text.contains(
+                "Dense distillation (not the paper's patch-wise one): \
+                 `models/teacher-p33.safetensors`, `x.safetensors` were trained"
+            ),
+            "{text}"
+        );
     }
 }

@@ -743,6 +743,7 @@ pub fn render_markdown(plan: &Plan, results: &RunResults) -> String {
         .as_ref()
         .map(|st| st.settings())
         .unwrap_or_default();
+    let dense_teachers = dense_teachers(plan);
     let dev = paper::deviations(&paper::DeviationInputs {
         preset: &e.preset,
         categories: &categories,
@@ -751,6 +752,7 @@ pub fn render_markdown(plan: &Plan, results: &RunResults) -> String {
         trains_teachers: e.teachers.iter().any(|t| t.variant.config.is_some()),
         ablated_score: e.students.as_ref().and_then(|st| st.ablated_score()),
         student_settings: &student_settings,
+        dense_teachers: &dense_teachers,
     });
     let _ = writeln!(
         s,
@@ -764,6 +766,33 @@ pub fn render_markdown(plan: &Plan, results: &RunResults) -> String {
         "\nThe paper's numbers: METHOD.md §9 (Bergmann et al., CVPR 2020, Tables 1–3)."
     );
     s
+}
+
+/// The teacher files `plan`'s jobs read that say they were distilled densely (a file that
+/// cannot be read counts as not dense: the report is written whatever became of it).
+fn dense_teachers(plan: &Plan) -> Vec<String> {
+    let mut files: Vec<&std::path::Path> = Vec::new();
+    for job in &plan.jobs {
+        match &job.task {
+            Task::Students { teachers, .. } => files.extend(teachers.iter().map(|t| t.as_path())),
+            Task::DenseBaseline { teacher, .. } => files.push(teacher),
+            Task::OneClass {
+                teacher: TeacherSource::File(f),
+                ..
+            } => files.push(f),
+            _ => {}
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .filter(|f| {
+            ust_detector::TeacherFileInfo::read(f)
+                .is_ok_and(|info| info.training_config.uses_dense_distillation())
+        })
+        .map(|f| f.display().to_string())
+        .collect()
 }
 
 /// Which teacher jobs the one-class jobs of `plan` wait for, by job name.

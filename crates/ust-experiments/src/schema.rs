@@ -30,7 +30,7 @@
 //!
 //! [[teachers]]                # table2: teacher variants (a file, or a config to train)
 //! name = "kc"
-//! file = "models/teacher-p33.safetensors"
+//! file = "models/teacher-p33-patch.safetensors"
 //! lambda_k = 1.0
 //! lambda_m = 0.0
 //! lambda_c = 1.0

@@ -14,8 +14,8 @@ use ust_detector::Preset;
 use ust_engine::dense::{DenseBaselineConfig, DenseBaselineReport, dense_baselines};
 use ust_models::BorderPadding;
 
-use super::train::category_dir;
 use crate::text::EvaluationBar;
+use ust_data::mvtec::category_dir;
 
 #[derive(Subcommand, Debug)]
 pub enum BaselineCommand {

@@ -13,8 +13,8 @@ use ust_engine::EvaluationReport;
 use ust_engine::evaluation::{EvaluateConfig, evaluate_run};
 use ust_metrics::ImageReducer;
 
-use super::train::category_dir;
 use crate::text::EvaluationBar;
+use ust_data::mvtec::category_dir;
 
 /// Test hook: `ust evaluate` stops with an error after scoring this many images, as if killed.
 pub const STOP_AFTER_ENV: &str = "UST_EVALUATE_STOP_AFTER";

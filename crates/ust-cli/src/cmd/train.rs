@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::device::DeviceArgs;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ust_detector::{
     CropCoverage, Device, Preset, RunSpec, ScaleSpec, StudentRunStart, StudentSampling,
-    StudentStepReport, StudentTrainingConfig, TrainReport, TrainingObserver, find_default_teacher,
-    train_detector,
+    StudentStepReport, StudentTrainingConfig, TrainReport, TrainingObserver, train_detector,
 };
 use ust_models::BorderPadding;
 
@@ -116,64 +115,11 @@ impl StudentSettingArgs {
     }
 }
 
-/// The category folder `args` names.
-pub fn category_dir(data: &Path, category: Option<&str>) -> Result<PathBuf> {
-    let dir = match category {
-        Some(c) => data.join(c),
-        None => data.to_path_buf(),
-    };
-    if !dir.join("train").is_dir() {
-        match category {
-            Some(_) => bail!(
-                "{} is not an MVTec-layout category (no train/ folder)",
-                dir.display()
-            ),
-            None => bail!(
-                "{} has no train/ folder: pass --category NAME for a dataset root, or the \
-                 category folder itself",
-                dir.display()
-            ),
-        }
-    }
-    Ok(dir)
-}
-
-/// The teachers of `scales`: each `--teacher` file under the receptive field its metadata
-/// names, the shipped ones for the rest.
-pub fn resolve_teachers(scales: &[usize], teachers: &[PathBuf]) -> Result<Vec<ScaleSpec>> {
-    let mut given = Vec::new();
-    for t in teachers {
-        let arch = ust_models::PatchNet::read_config(t)
-            .with_context(|| format!("reading the teacher {}", t.display()))?;
-        if !scales.contains(&arch.patch_size) {
-            bail!(
-                "{} is a p={} teacher but the scales are {scales:?}",
-                t.display(),
-                arch.patch_size
-            );
-        }
-        given.push((arch.patch_size, t.clone()));
-    }
-    scales
-        .iter()
-        .map(|&p| {
-            let teacher = match given.iter().find(|(q, _)| *q == p) {
-                Some((_, t)) => t.clone(),
-                None => find_default_teacher(p)?,
-            };
-            Ok(ScaleSpec {
-                patch_size: p,
-                teacher,
-            })
-        })
-        .collect()
-}
-
 /// The resolved run of `args`.
 pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
     // Without --category a folder with no train/ is a plain folder of good images.
     let data = match &args.category {
-        Some(c) => category_dir(&args.data, Some(c))?,
+        Some(c) => ust_data::mvtec::category_dir(&args.data, Some(c))?,
         None => args.data.clone(),
     };
     let preset = args.preset;
@@ -205,7 +151,7 @@ pub fn run_spec(args: &TrainArgs) -> Result<(RunSpec, PathBuf)> {
     args.settings.apply(&mut training);
     let spec = RunSpec {
         data: data.clone(),
-        scales: resolve_teachers(&args.scales, &args.teacher)?,
+        scales: ScaleSpec::resolve(&args.scales, &args.teacher)?,
         training,
     };
     spec.check()?;

@@ -37,6 +37,40 @@ pub struct ScaleSpec {
     pub teacher: PathBuf,
 }
 
+impl ScaleSpec {
+    /// The scales `patch_sizes` with their teachers: each file of `teachers` under the
+    /// receptive field its metadata names, the shipped teacher ([`find_default_teacher`]) for
+    /// the others. A file whose p is not among the scales is an error naming it.
+    ///
+    /// [`find_default_teacher`]: crate::models_dir::find_default_teacher
+    pub fn resolve(patch_sizes: &[usize], teachers: &[PathBuf]) -> Result<Vec<Self>> {
+        let mut given = Vec::new();
+        for t in teachers {
+            let p = PatchNet::read_config(t)?.patch_size;
+            if !patch_sizes.contains(&p) {
+                return Err(DetectorError::bad_file(
+                    t,
+                    format!("a p={p} teacher, but the scales are {patch_sizes:?}"),
+                ));
+            }
+            given.push((p, t.clone()));
+        }
+        patch_sizes
+            .iter()
+            .map(|&p| {
+                let teacher = match given.iter().find(|(q, _)| *q == p) {
+                    Some((_, t)) => t.clone(),
+                    None => crate::models_dir::find_default_teacher(p)?,
+                };
+                Ok(ScaleSpec {
+                    patch_size: p,
+                    teacher,
+                })
+            })
+            .collect()
+    }
+}
+
 /// What `run.toml` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,4 +147,41 @@ pub struct TrainReport {
 pub struct ReusedScale {
     pub patch_size: usize,
     pub from: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use ust_models::PatchNetConfig;
+
+    fn teacher(dir: &Path, p: usize) -> PathBuf {
+        let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
+        let path = dir.join(format!("mine-p{p}.safetensors"));
+        PatchNet::new(PatchNetConfig::new(p), vb)
+            .unwrap()
+            .save(&path)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn given_teachers_go_to_their_scale_and_a_foreign_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t17 = teacher(dir.path(), 17);
+        let got = ScaleSpec::resolve(&[17], std::slice::from_ref(&t17)).unwrap();
+        assert_eq!(
+            got,
+            [ScaleSpec {
+                patch_size: 17,
+                teacher: t17.clone()
+            }]
+        );
+        let err = ScaleSpec::resolve(&[33, 65], std::slice::from_ref(&t17)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&t17.display().to_string()) && text.contains("a p=17 teacher"),
+            "{text}"
+        );
+    }
 }

@@ -46,21 +46,20 @@ pub fn load_training_images(
         )));
     }
     let split = category.split_validation(config.validation_fraction, config.seed)?;
-    // A seeded subset of at most `cap` paths (0: all), drawn from its own stream.
-    let subset = |mut paths: Vec<PathBuf>, cap: usize, stream: u64| {
-        if cap > 0 && paths.len() > cap {
-            use rand::SeedableRng;
-            use rand::seq::SliceRandom;
-            let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(derive_seed(
-                config.seed,
-                STREAM_SUBSET,
-                stream,
-            ));
-            paths.shuffle(&mut rng);
-            paths.truncate(cap);
-            paths.sort();
+    // A seeded subset of at most `cap` paths (0: all), drawn from its own stream. The split's
+    // paths are in order, so this picks the same images as the path shuffle of earlier
+    // versions (one shuffle of the same length with the same generator and seed).
+    let subset = |paths: Vec<PathBuf>, cap: usize, stream: u64| {
+        if cap == 0 || paths.len() <= cap {
+            return paths;
         }
-        paths
+        let seed = derive_seed(config.seed, STREAM_SUBSET, stream);
+        let mut picked: Vec<PathBuf> = ust_data::split::seeded_subset(paths.len(), cap, seed)
+            .into_iter()
+            .map(|i| paths[i].clone())
+            .collect();
+        picked.sort();
+        picked
     };
     let train_paths = subset(split.train, config.max_train_images, 0);
     let validation_paths = subset(split.validation, config.max_validation_images, 1);

@@ -42,6 +42,10 @@ pub struct StudentSummary {
     pub sessions: usize,
     /// The teacher file the scale was trained with.
     pub teacher: String,
+    /// Whether that teacher says it was distilled densely (issue 18's lever, a deviation from
+    /// the paper that the evaluation report states); absent in files written before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dense_teacher: bool,
     pub trainer_version: String,
 }
 
@@ -380,6 +384,8 @@ impl ScaleTrainer {
             calibration_s,
             sessions: self.sessions,
             teacher: self.teacher_path.display().to_string(),
+            dense_teacher: crate::teacher::files::TeacherFileInfo::read(&self.teacher_path)
+                .is_ok_and(|info| info.training_config.uses_dense_distillation()),
             trainer_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         self.write_model(&calibration, &summary, &validation_scores)?;

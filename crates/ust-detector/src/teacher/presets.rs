@@ -397,6 +397,15 @@ mod tests {
             (paper.schedule.iterations, paper.schedule.batch_size),
             (50_000, 4)
         );
+        // At p = 65 the teacher's stride is 8: 16 outputs per side span 65 + 8 × 15 pixels.
+        let c = TeacherTrainingConfig::from_toml_file(&dir.join("p65_dense.toml"), None).unwrap();
+        c.check().unwrap();
+        assert!(c.uses_dense_distillation());
+        assert_eq!(
+            (c.schedule.iterations, c.schedule.checkpoint_every),
+            (600, 50)
+        );
+        assert_eq!((c.dense_window(), c.patches_per_step()), (185, 1024));
     }
 
     #[test]
