@@ -44,7 +44,8 @@ eval dataset maps *args:
 data-info path *args:
     cargo run --release -p ust-cli -- data info {{path}} {{args}}
 
-# Pretrain a teacher: config = p17, p33, p65 or p33_metric (experiments/teacher/CONFIG.toml).
+# Pretrain a teacher: config = p17, p33, p65, p33_dense (the default p = 33 teacher), p65_dense,
+# p33_metric or p33_distill (experiments/teacher/CONFIG.toml).
 teacher-train config preset="cpu" *args:
     cargo run --release -p ust-cli -- teacher train --config experiments/teacher/{{config}}.toml --preset {{preset}} {{args}}
 
