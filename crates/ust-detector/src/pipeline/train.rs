@@ -46,9 +46,9 @@ pub fn load_training_images(
         )));
     }
     let split = category.split_validation(config.validation_fraction, config.seed)?;
-    // A seeded subset of at most `cap` paths (0: all), drawn from its own stream. The split's
-    // paths are in order, so this picks the same images as the path shuffle of earlier
-    // versions (one shuffle of the same length with the same generator and seed).
+    // A seeded subset of at most `cap` paths (0: all), drawn from its own stream: a shuffle of
+    // the same length with the same generator and seed as the path shuffle of earlier
+    // versions, so the same images (cached runs stay valid).
     let subset = |paths: Vec<PathBuf>, cap: usize, stream: u64| {
         if cap == 0 || paths.len() <= cap {
             return paths;
