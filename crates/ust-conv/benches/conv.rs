@@ -76,8 +76,11 @@ fn bench(c: &mut Criterion) {
 
         let mut group = c.benchmark_group(format!("conv/{}", layer.name));
         group.sample_size(10);
+        // The forward on plain tensors is the inference path: `fast` takes Winograd there
+        // where it applies, `direct` the direct kernels (the backward is the same for both).
         for (label, backend) in [
             ("fast", ConvBackend::Fast),
+            ("direct", ConvBackend::Direct),
             ("reference", ConvBackend::Reference),
         ] {
             group.bench_function(format!("fwd/{label}"), |bench| {

@@ -117,7 +117,7 @@ fn main() -> candle_core::Result<()> {
                 (
                     "max_pool_2x2",
                     Box::new(move |t| match backend {
-                        ConvBackend::Fast => ust_conv::max_pool_2x2(t),
+                        ConvBackend::Fast | ConvBackend::Direct => ust_conv::max_pool_2x2(t),
                         ConvBackend::Reference => ust_conv::max_pool_2x2_reference(t),
                     }),
                 ),
@@ -169,7 +169,8 @@ fn main() -> candle_core::Result<()> {
         };
         let (ho, wo) = (l.h - l.d * (l.k - 1), l.w - l.d * (l.k - 1));
         let gflop = 2.0 * (l.b * l.cout * ho * wo * l.cin * l.k * l.k) as f64 / 1e9;
-        let mut backends = vec![("fast", ConvBackend::Fast)];
+        // `fast` forwards plain tensors through Winograd where it applies, `direct` never.
+        let mut backends = vec![("fast", ConvBackend::Fast), ("direct", ConvBackend::Direct)];
         if with_reference {
             backends.push(("reference", ConvBackend::Reference));
         }

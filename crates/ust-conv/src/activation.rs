@@ -23,7 +23,7 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
 
 /// [`leaky_relu`] with an explicit backend.
 pub fn leaky_relu_with(backend: ConvBackend, x: &Tensor, slope: f64) -> Result<Tensor> {
-    if backend == ConvBackend::Fast && x.device().is_cpu() && x.dtype() == DType::F32 {
+    if backend != ConvBackend::Reference && x.device().is_cpu() && x.dtype() == DType::F32 {
         x.contiguous()?.apply_op1(LeakyRelu {
             slope: slope as f32,
         })

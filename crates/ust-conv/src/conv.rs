@@ -9,6 +9,7 @@ use candle_core::{
 };
 
 use crate::kernels::{self, Geom};
+use crate::winograd;
 use crate::{ConvBackend, backend};
 
 /// Valid (no padding) 2-D convolution, stride 1, groups 1, with the given dilation, through the
@@ -36,7 +37,7 @@ pub fn conv2d_with(
     dilation: usize,
 ) -> Result<Tensor> {
     let g = geometry(input, weight, bias, dilation)?;
-    let fast = backend == ConvBackend::Fast
+    let fast = backend != ConvBackend::Reference
         && input.device().is_cpu()
         && input.dtype() == DType::F32
         && weight.dtype() == DType::F32
@@ -44,11 +45,19 @@ pub fn conv2d_with(
     if !fast {
         return conv2d_reference(input, weight, bias, dilation);
     }
+    // Winograd only where the op's backward can never run: it has no gradient kernels of its
+    // own, and training keeps the direct forward that its gradients were tested against.
+    let winograd = backend == ConvBackend::Fast
+        && winograd::applies(&g)
+        && !needs_grad(weight)
+        && bias.is_none_or(|b| !needs_grad(b))
+        && !needs_grad(input);
+    let op = Conv2d { g, winograd };
     let input = input.contiguous()?;
     let weight = weight.contiguous()?;
     match bias {
-        None => input.apply_op2(&weight, Conv2d { g }),
-        Some(b) => input.apply_op3(&weight, &b.contiguous()?, Conv2d { g }),
+        None => input.apply_op2(&weight, op),
+        Some(b) => input.apply_op3(&weight, &b.contiguous()?, op),
     }
 }
 
@@ -127,13 +136,19 @@ pub(crate) fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<
 /// The forward convolution op (with or without bias).
 struct Conv2d {
     g: Geom,
+    /// Forward through `winograd::forward` (set only when no gradient can be asked).
+    winograd: bool,
 }
 
 impl Conv2d {
     fn run(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> (CpuStorage, Shape) {
         let g = &self.g;
         let mut y = kernels::zeroed(g.output_len());
-        kernels::forward(g, x, w, bias, &mut y);
+        if self.winograd {
+            winograd::forward(g, x, w, bias, &mut y);
+        } else {
+            kernels::forward(g, x, w, bias, &mut y);
+        }
         (
             CpuStorage::F32(y),
             Shape::from((g.b, g.cout, g.ho(), g.wo())),

@@ -40,6 +40,7 @@ mod activation;
 mod conv;
 mod kernels;
 pub mod pool;
+mod winograd;
 
 pub use activation::{leaky_relu, leaky_relu_with};
 pub use conv::{conv2d, conv2d_with};
@@ -51,8 +52,13 @@ pub use pool::{
 /// Which implementation [`conv2d`] and the other ops of this crate use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvBackend {
-    /// The crate's own f32 CPU kernels (falls back to `Reference` for other dtypes/devices).
+    /// The crate's own f32 CPU kernels (falls back to `Reference` for other dtypes/devices),
+    /// with Winograd's minimal filtering for the forward of a convolution that no gradient
+    /// will be asked of (frozen networks: scoring, teacher targets; `winograd.rs`).
     Fast,
+    /// The crate's own direct kernels everywhere (`UST_CONV=direct`): what `Fast` computed
+    /// before the Winograd path, to compare with or to reproduce older results bit for bit.
+    Direct,
     /// candle's own ops (`Tensor::conv2d`, reshape + max), kept as the reference path.
     Reference,
 }
@@ -60,6 +66,7 @@ pub enum ConvBackend {
 const BACKEND_UNSET: u8 = 0;
 const BACKEND_FAST: u8 = 1;
 const BACKEND_REFERENCE: u8 = 2;
+const BACKEND_DIRECT: u8 = 3;
 
 static BACKEND: AtomicU8 = AtomicU8::new(BACKEND_UNSET);
 
@@ -68,27 +75,25 @@ pub fn set_backend(b: ConvBackend) {
     let v = match b {
         ConvBackend::Fast => BACKEND_FAST,
         ConvBackend::Reference => BACKEND_REFERENCE,
+        ConvBackend::Direct => BACKEND_DIRECT,
     };
     BACKEND.store(v, Ordering::Relaxed);
 }
 
-/// The process-wide backend: the one last given to [`set_backend`], else `Reference` when the
-/// environment variable `UST_CONV` is `reference`, else `Fast`.
+/// The process-wide backend: the one last given to [`set_backend`], else `Reference` or
+/// `Direct` when the environment variable `UST_CONV` is `reference` or `direct`, else `Fast`.
 pub fn backend() -> ConvBackend {
     match BACKEND.load(Ordering::Relaxed) {
         BACKEND_FAST => ConvBackend::Fast,
         BACKEND_REFERENCE => ConvBackend::Reference,
+        BACKEND_DIRECT => ConvBackend::Direct,
         _ => {
-            let b = match std::env::var("UST_CONV") {
-                Ok(v) if v.eq_ignore_ascii_case("reference") => ConvBackend::Reference,
-                _ => ConvBackend::Fast,
+            let v = match std::env::var("UST_CONV") {
+                Ok(v) if v.eq_ignore_ascii_case("reference") => BACKEND_REFERENCE,
+                Ok(v) if v.eq_ignore_ascii_case("direct") => BACKEND_DIRECT,
+                _ => BACKEND_FAST,
             };
             // Only the first reader decides; a concurrent set_backend wins.
-            let v = if b == ConvBackend::Fast {
-                BACKEND_FAST
-            } else {
-                BACKEND_REFERENCE
-            };
             let _ =
                 BACKEND.compare_exchange(BACKEND_UNSET, v, Ordering::Relaxed, Ordering::Relaxed);
             backend()
@@ -154,6 +159,8 @@ mod tests {
     fn backend_switch_round_trips() {
         set_backend(ConvBackend::Reference);
         assert_eq!(backend(), ConvBackend::Reference);
+        set_backend(ConvBackend::Direct);
+        assert_eq!(backend(), ConvBackend::Direct);
         set_backend(ConvBackend::Fast);
         assert_eq!(backend(), ConvBackend::Fast);
     }
