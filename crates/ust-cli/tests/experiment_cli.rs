@@ -628,6 +628,7 @@ fn every_shipped_table_runs_its_smoke_preset_on_generated_data() {
     for rel in [
         "experiments/table2.toml",
         "experiments/teacher/p33_distill.toml",
+        "models/teacher-p33.safetensors",
         "models/teacher-p33-patch.safetensors",
         "models/teacher-p33-metric.safetensors",
     ] {
@@ -656,9 +657,9 @@ fn every_shipped_table_runs_its_smoke_preset_on_generated_data() {
         "--preset",
         "smoke",
     ]));
-    // 1 teacher job + 2 datasets × the smoke preset's 2 classes × (3 students + 6 baselines).
+    // 1 teacher job + 2 datasets × the smoke preset's 2 classes × (4 students + 6 baselines).
     assert!(
-        stdout(&out).contains("37 jobs: 37 done, 0 failed, 0 not run"),
+        stdout(&out).contains("41 jobs: 41 done, 0 failed, 0 not run"),
         "{}",
         stdout(&out)
     );
