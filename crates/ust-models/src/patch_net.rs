@@ -767,8 +767,17 @@ mod tests {
         let a = net.descriptors(&x).unwrap();
         let b = detached.descriptors(&x).unwrap();
         assert!(a.track_op() && !b.track_op());
+        // Frozen convolutions run through Winograd, trainable ones through the direct
+        // kernels (ust-conv): the same values up to float rounding.
+        let scale = a
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        assert!(diff.to_scalar::<f32>().unwrap() <= 1e-5 * scale.max(1.0));
         assert!(net.parameters().iter().all(|(_, t)| t.is_variable()));
         assert!(detached.parameters().iter().all(|(_, t)| !t.is_variable()));
     }
@@ -792,14 +801,16 @@ mod tests {
             assert_eq!(PatchNet::read_config(&path).unwrap(), cfg);
 
             let x = Tensor::rand(0f32, 1f32, (3, 3, p, p), &Device::Cpu).unwrap();
-            let want = net.descriptors(&x).unwrap();
+            // Detached, every network takes the same (inference) path, so equal parameters
+            // give equal bits.
+            let want = net.detach().descriptors(&x).unwrap();
             for loaded in [
                 PatchNet::load(&path, &Device::Cpu).unwrap(),
                 PatchNet::load_as(&path, &cfg, &Device::Cpu).unwrap(),
                 PatchNet::load_trainable(&path, Some(&cfg), &VarMap::new(), &Device::Cpu).unwrap(),
             ] {
                 assert_eq!(loaded.config(), &cfg);
-                let got = loaded.descriptors(&x).unwrap();
+                let got = loaded.detach().descriptors(&x).unwrap();
                 let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
                 assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
             }
