@@ -585,6 +585,7 @@ impl Module for PatchNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::max_abs_diff;
 
     fn spatial_after(cfg: &PatchNetConfig, mut len: usize) -> usize {
         for l in cfg.layers() {
@@ -769,15 +770,9 @@ mod tests {
         assert!(a.track_op() && !b.track_op());
         // Frozen convolutions run through Winograd, trainable ones through the direct
         // kernels (ust-conv): the same values up to float rounding.
-        let scale = a
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() <= 1e-5 * scale.max(1.0));
+        let scale = max_abs_diff(&a, &a.zeros_like().unwrap());
+        let diff = max_abs_diff(&a, &b);
+        assert!(diff <= 1e-5 * scale.max(1.0), "{diff} against {scale}");
         assert!(net.parameters().iter().all(|(_, t)| t.is_variable()));
         assert!(detached.parameters().iter().all(|(_, t)| !t.is_variable()));
     }
